@@ -1,0 +1,3 @@
+from filterprior.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""Run configuration: dataclasses, loadable from YAML, overridable with dotted `key=value` pairs.
+
+Every key is validated: an unknown key is an error that lists the valid ones, and a value of the wrong
+type is an error that names the key and the expected type. The resolved config is written to
+`config.yaml` in the run directory, so a run can be repeated from that file alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from filterprior.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "cifar10"  # cifar10 | cifar100 | mini | a folder, .tar.gz or official CIFAR archive
+    root: str | None = None  # data root; else $FILTERPRIOR_DATA; else ~/.cache/filterprior/data
+    download: bool = True  # fetch the official CIFAR archive when it is not in the data root
+    images_per_class: int | None = None  # None: every training image outside the validation pool
+    split_seed: int = 0  # drives which images form the subset (the validation pool is fixed)
+    val_per_class: int | None = None  # None: the dataset's default pool (500/class CIFAR-10, 100 CIFAR-100)
+    test_fraction: float = 0.2  # image folders without test/: fraction of each class held out as test
+    image_size: int = 32  # folders with other sizes are resized to this
+    crop_padding: int = 4  # random crop with this zero padding; 0 switches it off
+    flip: bool = True  # random horizontal flip
+    cutout: int = 0  # side of the cutout square; 0 switches it off
+    mean: list[float] | None = None  # None: measured on the training images
+    std: list[float] | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "filternet-s2"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the model's constructor
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 5e-4  # applied to tensors with dim >= 2 only (not biases, not norms)
+    schedule: str = "cosine"  # constant | step | cosine | onecycle
+    warmup_epochs: float = 0.0  # linear warm-up (constant, step, cosine)
+    step_epochs: int = 30  # step schedule: decay every this many epochs
+    gamma: float = 0.1  # step schedule: decay factor
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class PriorConfig:
+    name: str = "none"  # none | l2 | gaussian | mmd | adversarial
+    weight: float = 1.0  # lambda: the prior's loss is multiplied by this
+    warmup_epochs: float = 0.0  # lambda ramps linearly from 0 over this many epochs
+    layers: list[str] = field(default_factory=list)  # conv layer names; empty: the first conv layer
+    bank: str | None = None  # filter bank file; None: the bundled bank for the model
+    view: str = "slice"  # slice: 2-D (out*in, kh, kw) kernels | filter: whole (out, in, kh, kw) filters
+    normalize: str = "unit"  # unit: zero-mean, unit-norm per kernel | none: raw kernels
+    kernels_per_step: int = 128  # real and fake kernels per step
+    # adversarial
+    loss: str = "bce"  # bce (non-saturating) | hinge | wgan-gp
+    d_arch: str = "conv"  # conv (the seed's) | mlp
+    spectral_norm: bool = False
+    d_steps: int = 1
+    d_lr: float = 2e-4
+    d_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    seed_faithful: bool = False  # first layer, raw kernels, BCE, lambda 1, the seed's D
+    # mmd
+    mmd_bandwidths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    # init-from-bank (combinable with any prior above)
+    init_from_bank: bool = False
+    freeze_first: bool = False
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    epochs: int = 30
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    seed: int = 0  # model init, shuffling, augmentation, dropout
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    filter_pictures: bool = True  # filter grids of the first conv layer at start and end
+    progress: bool = True  # tqdm bars (switched off anyway when stdout is not a terminal)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp` (after YAML parsing); convert int->float where natural."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(f"config key {key!r}: {value!r} is not a {_type_name(tp)}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key {key!r}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], key) for v in value] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key {key!r}: expected true or false, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"config key {key!r}: expected a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UserError(f"config key {key!r}: expected an integer, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"config key {key!r}: expected a string, got {value!r}")
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted key the config accepts, e.g. `optim.lr`."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys.extend(valid_keys(tp, f"{prefix}{f.name}."))
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or '<top>'!r}: expected a mapping, got {data!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(
+            f"unknown config key {prefix + unknown[0]!r}; valid keys are: "
+            + ", ".join(valid_keys(cls, prefix))
+        )
+    hints = _hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _from_dict(tp, value or {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return _from_dict(TrainConfig, data or {})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {exc}") from exc
+    try:
+        return config_from_dict(data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `section.key=value` pairs; values are parsed as YAML (so `[1,2]`, `true`, `1e-3` work)."""
+    data = config_to_dict(cfg)
+    keys = set(valid_keys())
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not of the form key=value (e.g. optim.lr=0.1)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in keys and not key.startswith("model.options."):
+            raise UserError(f"unknown config key {key!r}; valid keys are: " + ", ".join(sorted(keys)))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return config_from_dict(data)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    from filterprior.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """Short stable hash of the resolved config (used by the study to spot changed cells)."""
+    blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

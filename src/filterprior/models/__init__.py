@@ -1,0 +1,30 @@
+"""The model zoo: a registry of constructors plus counting and summary helpers.
+
+Importing this package registers every model (the family modules register themselves on import).
+"""
+
+from filterprior.models import filternet, mynet, resnet, resnet_scaled, simplecnn  # noqa: F401  (register)
+from filterprior.models.registry import create_model, list_models, model_options, register_model
+from filterprior.models.summary import (
+    conv_layers,
+    count_parameters,
+    flops_per_image,
+    format_models_table,
+    format_summary,
+    model_rows,
+    summarize,
+)
+
+__all__ = [
+    "conv_layers",
+    "count_parameters",
+    "create_model",
+    "flops_per_image",
+    "format_models_table",
+    "format_summary",
+    "list_models",
+    "model_options",
+    "model_rows",
+    "register_model",
+    "summarize",
+]

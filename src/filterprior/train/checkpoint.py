@@ -1,0 +1,71 @@
+"""Checkpoints (plain tensors and dicts, loaded with weights_only=True) and exported weights."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from filterprior.errors import UserError
+from filterprior.utils import atomic_path, atomic_write_text
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load with weights_only=True: a file carrying arbitrary pickled objects is refused, never run."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"checkpoint {path} holds objects other than plain tensors and containers; "
+            "refusing to unpickle it (it may carry code)"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise UserError(f"checkpoint {path} could not be read: {exc}") from exc
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under torch.compile / DistributedDataParallel wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def export_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) -> None:
+    """weights.safetensors + weights.json (model name, options, classes, normalisation, ...)."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(metadata, indent=2))
+
+
+def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Exported weights and their metadata; `path` is the .safetensors file or a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "weights.safetensors"
+    sidecar = path.with_suffix(".json")
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist (expected a run directory or a .safetensors file)")
+    if not sidecar.is_file():
+        raise UserError(f"weights metadata {sidecar} is missing (it is written beside the weights by filterprior train)")
+    try:
+        meta = json.loads(sidecar.read_text())
+        tensors = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(f"could not read exported weights {path}: {exc}") from exc
+    for key in ("model", "num_classes"):
+        if key not in meta:
+            raise UserError(f"weights metadata {sidecar} lacks the key {key!r}")
+    return tensors, meta

@@ -1,0 +1,274 @@
+"""The training loop: one run from a TrainConfig to a complete run directory.
+
+The loop asks the prior (a loss term) for its named losses each step and lets it do its own update
+afterwards; it knows nothing about discriminators. Each epoch's randomness (order, augmentation,
+dropout, the prior's sampling) is seeded from (seed, epoch), so a run resumed from its last checkpoint
+ends exactly where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from filterprior.config import TrainConfig, config_hash, save_config
+from filterprior.errors import UserError
+from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
+from filterprior.train.environment import environment_info
+from filterprior.train.evaluate import EvalResult, evaluate
+from filterprior.train.optim import build_optimizer, build_scheduler
+from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
+from filterprior.utils import atomic_write_text, resolve_device, seed_everything
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs before its first step (also used by `filterprior eval`)."""
+
+    data: Any
+    classes: list[str]
+    train_loader: Any
+    val_loader: Any | None
+    test_loader: Any
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    images_per_class: int | None
+
+
+def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
+    from filterprior.data import AugmentConfig, TensorLoader, channel_stats, default_val_per_class, load_data, make_split
+
+    d = cfg.data
+    data = load_data(d.dataset, root=d.root, download=d.download, image_size=d.image_size, test_fraction=d.test_fraction)
+    val_per_class = d.val_per_class if d.val_per_class is not None else default_val_per_class(data)
+    split = make_split(data.train_labels, d.images_per_class, d.split_seed, val_per_class)
+    train_x, train_y = data.train_images[split.train_idx], data.train_labels[split.train_idx]
+    if d.mean is not None and d.std is not None:
+        mean, std = tuple(d.mean), tuple(d.std)
+    else:  # measured on the images this run trains on: all a small-data user has
+        mean, std = channel_stats(train_x)
+    augment = AugmentConfig(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
+    # A last batch of one image breaks BatchNorm in training mode: drop it in that case only.
+    drop_last = len(train_y) % cfg.batch_size == 1
+    common = dict(mean=mean, std=std, device=device)
+    train_loader = TensorLoader(
+        train_x, train_y, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, drop_last=drop_last, **common
+    )
+    val_loader = None
+    if len(split.val_idx):
+        val_loader = TensorLoader(
+            data.train_images[split.val_idx], data.train_labels[split.val_idx], cfg.eval_batch_size,
+            shuffle=False, augment=None, **common,
+        )
+    test_loader = TensorLoader(
+        data.test_images, data.test_labels, cfg.eval_batch_size, shuffle=False, augment=None, **common
+    )
+    return Prepared(data, list(data.classes), train_loader, val_loader, test_loader, mean, std, d.images_per_class)
+
+
+def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
+    from filterprior.models import create_model
+
+    model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
+    model.filterprior_name = cfg.model.name  # priors look up the bundled bank by this name
+    if cfg.prior.init_from_bank:
+        from filterprior.priors import init_from_bank, load_prior_bank
+
+        bank = load_prior_bank(cfg.prior, model)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        init_from_bank(model, bank, cfg.prior.layers, generator, freeze_first=cfg.prior.freeze_first)
+    return model.to(device)
+
+
+def _first_conv_weight(model) -> torch.Tensor | None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            return module.weight.detach().cpu()
+    return None
+
+
+def _save_filter_picture(model, path: Path, title: str) -> None:
+    weight = _first_conv_weight(model)
+    if weight is None:
+        return
+    from filterprior.report.filters import plot_filter_grid
+
+    kernels = weight if weight.shape[1] == 3 else weight.flatten(0, 1)
+    plot_filter_grid(kernels, path, title=title)
+
+
+def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, run_dir: Path) -> None:
+    for name, value in losses.items():
+        if not torch.isfinite(value).all():
+            kept = run_dir / "checkpoint.pt"
+            where = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"loss {name!r} became {value.item()} at step {step} (epoch {epoch + 1}); {where}. "
+                "Try a lower learning rate or prior weight."
+            )
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**63)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train one run; write the run directory; return the final metrics (also in metrics.json)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    say = (lambda msg: None) if quiet else print
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if resume and not checkpoint_path.exists():
+        say(f"no checkpoint in {run_dir}: starting from scratch")
+
+    seed_everything(cfg.seed)
+    prep = prepare_data(cfg, device)
+    num_classes = len(prep.classes)
+    model = build_model(cfg, num_classes, device)
+    from filterprior.priors import create_prior
+
+    prior = create_prior(cfg.prior, model, device)
+    optimizer = build_optimizer(model, cfg.optim)
+    steps_per_epoch = len(prep.train_loader)
+    if steps_per_epoch == 0:
+        raise UserError(f"batch_size {cfg.batch_size} leaves no full training batch")
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, total_steps)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, step, elapsed = 0, 0, 0.0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        if state.get("config_hash") != config_hash(cfg):
+            raise UserError(f"checkpoint {checkpoint_path} was written with another config; start a new run directory")
+        unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if prior is not None and state.get("prior") is not None:
+            prior.load_state_dict(state["prior"])
+        start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
+        history = state["history"]
+        say(f"resuming {run_dir} from epoch {start_epoch}")
+    else:
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_text(run_dir / "env.json", json.dumps(environment_info(device, cfg), indent=2))
+        if cfg.filter_pictures:
+            _save_filter_picture(model, run_dir / "filters_start.png", "first conv layer, start")
+
+    say(
+        f"{cfg.model.name} on {prep.data.name}: {len(prep.train_loader.labels)} training images, "
+        f"{num_classes} classes, {steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}"
+    )
+    tb = TensorBoardLog(run_dir / "tb")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            started = time.perf_counter()
+            torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
+            prep.train_loader.set_epoch(epoch)
+            model.train()
+            sums: dict[str, float] = {}
+            correct, seen = 0, 0
+            bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=None if (cfg.progress and not quiet) else True)
+            for i, (images, labels) in enumerate(bar):
+                logits = model(images)
+                losses = {"train_loss": F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)}
+                if prior is not None:
+                    losses.update(prior.losses(model, epoch + i / steps_per_epoch))
+                _check_finite(losses, step, epoch, run_dir)
+                total = sum(losses.values())
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                logged = {k: v.item() for k, v in losses.items()}
+                if prior is not None:
+                    logged.update(prior.after_step(model))
+                for key, value in logged.items():
+                    sums[key] = sums.get(key, 0.0) + value * len(labels)
+                correct += (logits.argmax(1) == labels).sum().item()
+                seen += len(labels)
+            elapsed += time.perf_counter() - started
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
+                                   "lr": optimizer.param_groups[0]["lr"]}
+            row.update({k: v / seen for k, v in sums.items()})
+            row["train_acc"] = correct / seen
+            last = epoch + 1 == cfg.epochs
+            if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
+                val = evaluate(model, prep.val_loader, num_classes)
+                row["val_loss"], row["val_acc"] = val.loss, val.acc
+            history.append(row)
+            write_metrics_csv(history, run_dir / "metrics.csv")
+            tb.log(row)
+            say(epoch_line(row, cfg.epochs))
+            if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
+                save_checkpoint(
+                    {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "prior": prior.state_dict() if prior else None,
+                     "epoch": epoch + 1, "step": step, "elapsed_s": elapsed, "history": history,
+                     "config_hash": config_hash(cfg)},
+                    checkpoint_path,
+                )
+    finally:
+        tb.close()
+
+    return finish_run(cfg, run_dir, model, prep, history, step, elapsed, say)
+
+
+def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
+    """Test once at the end (never the best epoch), export weights, pictures, then metrics.json last."""
+    from filterprior.models import count_parameters
+    from filterprior.report.plots import plot_confusion, plot_curves, write_confusion_csv
+
+    num_classes = len(prep.classes)
+    test = evaluate(model, prep.test_loader, num_classes)
+    val: EvalResult | None = evaluate(model, prep.val_loader, num_classes) if prep.val_loader is not None else None
+    write_confusion_csv(test.confusion, prep.classes, run_dir / "confusion.csv")
+    plot_confusion(test.confusion, prep.classes, run_dir / "confusion.png", title=f"test accuracy {100 * test.acc:.2f}%")
+    plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+    if cfg.filter_pictures:
+        _save_filter_picture(model, run_dir / "filters_end.png", "first conv layer, end")
+    export_weights(model, run_dir / "weights.safetensors", {
+        "model": cfg.model.name, "options": cfg.model.options, "num_classes": num_classes,
+        "classes": prep.classes, "mean": list(prep.mean), "std": list(prep.std),
+        "image_size": cfg.data.image_size, "dataset": cfg.data.dataset, "test_acc": test.acc,
+    })
+    metrics = {
+        "test_acc": test.acc, "test_loss": test.loss,
+        "val_acc": val.acc if val else None, "val_loss": val.loss if val else None,
+        "per_class_acc": dict(zip(prep.classes, test.per_class_acc)), "classes": prep.classes,
+        "epochs": cfg.epochs, "steps": step, "wall_time_s": elapsed,
+        "images_per_class": prep.images_per_class, "split_seed": cfg.data.split_seed,
+        "train_images": len(prep.train_loader.labels), "test_images": int(len(prep.test_loader.labels)),
+        "model": cfg.model.name, "prior": cfg.prior.name, "params": count_parameters(model),
+        "config_hash": config_hash(cfg),
+    }
+    if any(not math.isfinite(v) for v in (test.loss,)):
+        say("warning: the test loss is not finite")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    val_text = f", validation pool {100 * val.acc:.2f}%" if val else ""
+    say(f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images){val_text}; run dir {run_dir}")
+    return metrics
+
+
+def per_class_table(metrics: dict[str, Any]) -> str:
+    rows = [f"  {name:<20} {100 * acc:6.2f}%" for name, acc in metrics["per_class_acc"].items()]
+    return "\n".join(rows)
+
+

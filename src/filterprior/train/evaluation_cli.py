@@ -1,0 +1,51 @@
+"""`filterprior eval`: a run directory or exported weights, tested on a dataset's full test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from filterprior.errors import UserError
+from filterprior.train.checkpoint import read_exported
+from filterprior.train.evaluate import evaluate
+from filterprior.utils import resolve_device
+
+
+def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None = None,
+                  device: str = "auto") -> dict[str, Any]:
+    from filterprior.data import TensorLoader, load_data
+    from filterprior.models import create_model
+
+    path = Path(path)
+    tensors, meta = read_exported(path)
+    run_cfg = {}
+    if path.is_dir() and (path / "config.yaml").is_file():
+        run_cfg = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    data_cfg = run_cfg.get("data", {})
+    dataset = dataset or data_cfg.get("dataset") or meta.get("dataset")
+    if not dataset:
+        raise UserError(f"{path}: no dataset recorded; pass --data")
+    root = root or data_cfg.get("root")
+    dev = resolve_device(device)
+    data = load_data(dataset, root=root, image_size=int(meta.get("image_size", 32)),
+                     test_fraction=float(data_cfg.get("test_fraction", 0.2)))
+    if len(data.classes) != meta["num_classes"]:
+        raise UserError(
+            f"{path} was trained for {meta['num_classes']} classes but {dataset} has {len(data.classes)}"
+        )
+    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("options", {}))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise UserError(f"weights in {path} do not fit model {meta['model']}: {exc}") from exc
+    model.to(dev)
+    loader = TensorLoader(data.test_images, data.test_labels, 500, shuffle=False, augment=None,
+                          mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=dev)
+    result = evaluate(model, loader, len(data.classes))
+    return {
+        "dataset": dataset, "test_acc": result.acc, "test_loss": result.loss,
+        "test_images": int(len(data.test_labels)),
+        "per_class_acc": dict(zip(data.classes, result.per_class_acc)),
+    }
