@@ -1,0 +1,212 @@
+"""Command line: parses, builds a config, calls one function. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from filterprior import __version__
+from filterprior.errors import UserError
+
+DATA_ROOT_HELP = "folder holding datasets (default: $FILTERPRIOR_DATA, else ~/.cache/filterprior/data)"
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Shortcuts for the most used config keys; anything else goes as trailing key=value overrides."""
+    parser.add_argument("--config", help="YAML config file (keys as in config.yaml of a run directory)")
+    parser.add_argument("--model", help="model name (see `filterprior models`)")
+    parser.add_argument("--data", dest="dataset", help="cifar10, cifar100, mini, or an image folder / .tar.gz")
+    parser.add_argument("--data-root", help=DATA_ROOT_HELP)
+    parser.add_argument("--images-per-class", type=int, help="train on a stratified subset of this size")
+    parser.add_argument("--split-seed", type=int, help="which subset (the validation pool stays fixed)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--prior", help="none, l2, gaussian, mmd or adversarial")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. optim.name=adam optim.lr=1e-3 prior.weight=0.1")
+
+
+def config_from_args(args: argparse.Namespace):
+    from filterprior.config import TrainConfig, apply_overrides, load_config
+
+    cfg = load_config(args.config) if args.config else TrainConfig()
+    shortcuts = {
+        "model.name": args.model, "data.dataset": args.dataset, "data.root": args.data_root,
+        "data.images_per_class": args.images_per_class, "data.split_seed": args.split_seed,
+        "epochs": args.epochs, "batch_size": args.batch_size, "optim.lr": args.lr, "prior.name": args.prior,
+        "seed": args.seed, "device": args.device, "threads": args.threads,
+    }
+    pairs = [f"{k}={json.dumps(v)}" for k, v in shortcuts.items() if v is not None]
+    return apply_overrides(cfg, pairs + list(args.overrides))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from filterprior.train import train
+
+    cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.model.name}-{Path(cfg.data.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.resume and (out / "metrics.json").exists():
+        raise UserError(f"run directory {out} already holds a finished run; choose another --out")
+    train(cfg, out, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from filterprior.train.evaluation_cli import evaluate_path
+
+    result = evaluate_path(args.path, dataset=args.dataset, root=args.data_root, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"test accuracy {100 * result['test_acc']:.2f}%  loss {result['test_loss']:.4f}  "
+              f"({result['test_images']} images of {result['dataset']})")
+        for name, acc in result["per_class_acc"].items():
+            print(f"  {name:<20} {100 * acc:6.2f}%")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from filterprior.models.summary import format_models_table
+
+    print(format_models_table(as_json=args.json))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    import yaml
+
+    from filterprior.models.summary import format_summary
+
+    options = {}
+    for item in args.options:
+        if "=" not in item:
+            raise UserError(f"model option {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    print(format_summary(args.model, num_classes=args.num_classes, batch_size=args.batch_size, **options))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from filterprior.priors.collect import collect_main
+
+    return collect_main(args)
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    from filterprior.priors.bank import show_bank
+
+    picture = Path(args.picture) if args.picture else Path(args.bank).with_suffix(".png")
+    print(show_bank(args.bank, picture))
+    print(f"picture of sample kernels: {picture}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from filterprior.study.cli import study_main
+
+    return study_main(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from filterprior.report.html import build_report
+
+    out = build_report(args.runs_dir, args.output)
+    print(f"report written to {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from filterprior.demo import run_demo
+
+    return run_demo(Path(args.out), epochs=args.epochs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filterprior",
+        description="Train CNN classifiers on CIFAR or your own image folders, with priors over "
+        "convolution filters for very little data.",
+    )
+    parser.add_argument("--version", action="version", version=f"filterprior {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train one model; writes a run directory")
+    add_run_arguments(p)
+    p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run directory or exported weights on a test set")
+    p.add_argument("path", help="run directory or weights.safetensors (with its .json beside it)")
+    p.add_argument("--data", dest="dataset", help="dataset to test on (default: the one it was trained on)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("models", help="list registered models with parameters and FLOPs per image")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("summary", help="per-layer table of a model: shapes, parameters, memory, FLOPs")
+    p.add_argument("model")
+    p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="model options, e.g. widths=[32,64,64,128]")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128, help="batch size for the activation memory estimate")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("collect", help="build a filter bank from source models (trained here or given)")
+    from filterprior.priors.collect_args import add_collect_arguments
+
+    add_collect_arguments(p, add_run_arguments)
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("bank", help="inspect a filter bank")
+    bank_sub = p.add_subparsers(dest="bank_command", metavar="ACTION", required=True)
+    show = bank_sub.add_parser("show", help="summary and a picture of sample kernels")
+    show.add_argument("bank", help="bank file (.safetensors with its .json beside it)")
+    show.add_argument("--picture", help="where to write the picture (default: BANK with .png)")
+    show.set_defaults(func=cmd_bank)
+
+    p = sub.add_parser("study", help="grid of runs: images per class x methods x split seeds")
+    from filterprior.study.cli import add_study_arguments
+
+    add_study_arguments(p)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a study or run directory")
+    p.add_argument("runs_dir")
+    p.add_argument("-o", "--output", default="report.html")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="offline demo on the embedded mini CIFAR-10 set with the bundled bank")
+    p.add_argument("--out", default="demo_out", help="where runs, pictures and report.html go")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (quicker look)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

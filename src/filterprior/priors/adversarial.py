@@ -1,0 +1,179 @@
+"""Adversarial prior (the seed's Algorithm 1): a discriminator per layer judges the classifier's kernels
+against bank kernels; the classifier gets λ times the generator loss, D trains in `after_step`."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from filterprior.config import PriorConfig
+from filterprior.errors import UserError
+from filterprior.priors.bank import FilterBank
+from filterprior.priors.base import LossTerm, register_prior
+from filterprior.priors.discriminators import D_ARCHS, build_discriminator
+
+GAN_LOSSES = ("bce", "hinge", "wgan-gp")
+GP_WEIGHT = 10.0  # Gulrajani et al.'s gradient-penalty weight
+
+
+@register_prior("adversarial")
+class AdversarialPrior(LossTerm):
+    """`generator_label` 1 is right (the generator wants D to say "real"); 0 reproduces the seed port's
+    bug, which pushes the classifier's kernels away from the bank. Tests use it; configs cannot."""
+
+    needs_bank = True
+
+    def __init__(
+        self,
+        cfg: PriorConfig,
+        model: nn.Module,
+        device: torch.device | str,
+        bank: FilterBank | None = None,
+        generator_label: float = 1.0,
+    ):
+        super().__init__(cfg, model, device, bank)
+        _validate(self.cfg)
+        if self.cfg.loss == "wgan-gp" and self.cfg.d_steps < 5:
+            # measured on a synthetic bank: with 1 critic step the kernels did not approach the bank
+            warnings.warn(
+                "prior.loss=wgan-gp: the critic needs several updates per step; use prior.d_steps=5", stacklevel=2
+            )
+        if self.bank is None:
+            raise UserError("the adversarial prior needs a filter bank (prior.bank)")
+        self.generator_label = float(generator_label)
+        self.d_updates = 0
+        self.bank_layers: dict[str, str] = {}
+        self.discriminators: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        # BatchNorm mixes samples, which breaks the per-sample gradient penalty: wgan-gp uses layer norm
+        norm = "layer" if self.cfg.loss == "wgan-gp" else "batch"
+        for layer, weight in self.weights(model).items():
+            self.bank_layers[layer] = self.bank_layer_for(model, layer)
+            shape = (1, *weight.shape[-2:]) if self.cfg.view == "slice" else tuple(weight.shape[1:])
+            d = build_discriminator(self.cfg.d_arch, shape, norm, self.cfg.spectral_norm).to(self.device)
+            self.discriminators[layer] = d
+            self.optimizers[layer] = torch.optim.Adam(d.parameters(), lr=self.cfg.d_lr, betas=tuple(self.cfg.d_betas))
+
+    # ------------------------------------------------------------------ generator side (the classifier)
+
+    def layer_losses(self, model: nn.Module) -> dict[str, Tensor]:
+        out = {}
+        for layer, weight in self.weights(model).items():
+            fake = self.model_kernels(weight, self.cfg.kernels_per_step)
+            d = self.discriminators[layer]
+            with _frozen(d):  # the classifier's backward should not fill D's gradients
+                logits = d(self._as_input(fake))
+            out[layer] = self._generator_loss(logits)
+            self._metrics[f"g_loss/{layer}"] = out[layer].detach()
+        return out
+
+    def _generator_loss(self, fake_logits: Tensor) -> Tensor:
+        if self.cfg.loss == "bce":  # non-saturating: minimise BCE(D(fake), label), label 1
+            return F.binary_cross_entropy_with_logits(fake_logits, torch.full_like(fake_logits, self.generator_label))
+        sign = 2.0 * self.generator_label - 1.0  # hinge and wgan-gp: maximise D(fake) (label 1)
+        return -sign * fake_logits.mean()
+
+    # ------------------------------------------------------------------ discriminator side
+
+    def after_step(self, model: nn.Module) -> dict[str, float]:
+        weights = {layer: w.detach() for layer, w in self.weights(model).items()}
+        for _ in range(self.cfg.d_steps):
+            for layer, weight in weights.items():
+                self._update_discriminator(layer, weight)
+        self.d_updates += 1
+        return self.metrics()
+
+    def _update_discriminator(self, layer: str, weight: Tensor) -> None:
+        d, opt = self.discriminators[layer], self.optimizers[layer]
+        real = self._as_input(self.bank_kernels(self.bank_layers[layer], self.cfg.kernels_per_step))
+        fake = self._as_input(self.model_kernels(weight, self.cfg.kernels_per_step))
+        real_logits, fake_logits = d(real), d(fake)  # separate passes: BN statistics per batch (DCGAN)
+        if self.cfg.loss == "bce":
+            loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
+                F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        elif self.cfg.loss == "hinge":
+            loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+        else:
+            penalty = _gradient_penalty(d, real, fake, self.generator)
+            loss = fake_logits.mean() - real_logits.mean() + GP_WEIGHT * penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self._metrics[f"d_loss/{layer}"] = loss.detach()
+        self._metrics[f"d_real/{layer}"] = self._score(real_logits.detach())
+        self._metrics[f"d_fake/{layer}"] = self._score(fake_logits.detach())
+
+    def _score(self, logits: Tensor) -> Tensor:
+        """Mean sigmoid for BCE (a probability of "real"); the raw critic value for hinge and wgan-gp."""
+        return (torch.sigmoid(logits) if self.cfg.loss == "bce" else logits).mean()
+
+    @torch.no_grad()
+    def score(self, layer: str, weight: Tensor) -> float:
+        """D's mean score of all of a weight's kernels (for diagnostics and tests)."""
+        kernels = self.model_kernels(weight.detach().to(self.device))
+        return float(self._score(self.discriminators[layer](self._as_input(kernels))))
+
+    def _as_input(self, kernels: Tensor) -> Tensor:
+        return kernels.unsqueeze(1) if kernels.dim() == 3 else kernels  # slices get one channel
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["d_updates"] = self.d_updates
+        state["discriminators"] = {layer: d.state_dict() for layer, d in self.discriminators.items()}
+        state["optimizers"] = {layer: opt.state_dict() for layer, opt in self.optimizers.items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = sorted(state.get("discriminators", {}))
+        if saved != sorted(self.discriminators):
+            raise UserError(
+                f"checkpoint: the adversarial prior was saved for layers {saved}, "
+                f"this run uses {sorted(self.discriminators)}"
+            )
+        super().load_state_dict(state)
+        self.d_updates = int(state["d_updates"])
+        for layer, d in self.discriminators.items():
+            d.load_state_dict(state["discriminators"][layer])
+            self.optimizers[layer].load_state_dict(state["optimizers"][layer])
+
+
+def _gradient_penalty(d: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator) -> Tensor:
+    """(‖∇D(x̂)‖ - 1)² on random interpolates between paired real and fake kernels."""
+    m = min(real.shape[0], fake.shape[0])
+    real, fake = real[:m], fake[:m]
+    alpha = torch.rand((m,) + (1,) * (real.dim() - 1), generator=generator).to(real.device)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def _validate(cfg: PriorConfig) -> None:
+    if cfg.loss not in GAN_LOSSES:
+        raise UserError(f"prior.loss: {cfg.loss!r} is not a GAN loss; expected one of {', '.join(GAN_LOSSES)}")
+    if cfg.d_arch not in D_ARCHS:
+        raise UserError(f"prior.d_arch: {cfg.d_arch!r} is not a discriminator; expected one of {', '.join(D_ARCHS)}")
+    if cfg.d_steps < 1:
+        raise UserError(f"prior.d_steps: expected an integer >= 1, got {cfg.d_steps!r}")
+    if not cfg.d_lr > 0:
+        raise UserError(f"prior.d_lr: expected a number > 0, got {cfg.d_lr!r}")
+    if len(cfg.d_betas) != 2 or not all(0 <= b < 1 for b in cfg.d_betas):
+        raise UserError(f"prior.d_betas: expected two numbers in [0, 1), got {cfg.d_betas!r}")

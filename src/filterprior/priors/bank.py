@@ -1,0 +1,355 @@
+"""Filter banks: conv filters collected from networks trained on plenty of data; save, load, sample.
+
+A bank file is a safetensors file (one tensor per layer, (n, in, kh, kw) float32) whose header also
+carries the metadata as JSON; a JSON sidecar beside it (`bank.json` for `bank.safetensors`) repeats
+the metadata for people and tools without torch. The content hash (sha256 over the layers' names,
+shapes and float32 bytes) is checked on load, so a damaged file is refused instead of used.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+import yaml
+
+from filterprior.errors import UserError
+from filterprior.priors.views import VIEWS
+from filterprior.utils import atomic_path, atomic_write_text
+
+HEADER_KEY = "filterprior_bank"
+WEIGHTS_FILE = "weights.safetensors"
+BANKS_DIR = Path(__file__).resolve().parent.parent / "assets" / "banks"
+
+
+class FilterBank:
+    """Per layer name: {'filters': (n, in, kh, kw), 'slices': (n*in, kh, kw)}; plus a metadata dict."""
+
+    def __init__(self, filters: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None):
+        if not filters:
+            raise UserError("a filter bank needs at least one layer")
+        self.layers: dict[str, dict[str, torch.Tensor]] = {}
+        for name, f in filters.items():
+            if f.dim() != 4 or f.shape[0] == 0:
+                raise UserError(f"filter bank layer {name!r}: expected (n, in, kh, kw) filters, got {tuple(f.shape)}")
+            f = f.detach().to(torch.float32).contiguous()
+            self.layers[name] = {"filters": f, "slices": f.reshape(-1, f.shape[-2], f.shape[-1])}
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.metadata.setdefault("layers", list(self.layers))
+        self.metadata["content_hash"] = self.content_hash()
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.layers)
+
+    def filters(self, layer: str) -> torch.Tensor:
+        return self._layer(layer)["filters"]
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(self.layers):
+            f = self.layers[name]["filters"]
+            digest.update(f"{name}:{tuple(f.shape)};".encode())
+            digest.update(f.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def to(self, device: torch.device | str) -> "FilterBank":
+        moved = FilterBank.__new__(FilterBank)
+        moved.layers = {
+            name: {key: t.to(device) for key, t in entry.items()} for name, entry in self.layers.items()
+        }
+        moved.metadata = dict(self.metadata)
+        return moved
+
+    def sample(
+        self, layer: str, n: int, view: str = "slice", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """`n` kernels of `layer` in the given view; without replacement when the bank has enough."""
+        if view not in VIEWS:
+            raise UserError(f"prior.view: {view!r} is not a kernel view; expected one of {', '.join(VIEWS)}")
+        kernels = self._layer(layer)["slices" if view == "slice" else "filters"]
+        count = kernels.shape[0]
+        if n <= count:
+            idx = torch.randperm(count, generator=generator)[:n]
+        else:
+            idx = torch.randint(count, (n,), generator=generator)
+        return kernels[idx.to(kernels.device)]
+
+    def match_layer(self, layer: str, weight_shape: Sequence[int], view: str) -> str:
+        """The bank layer that serves a model layer: the same name, else the only one of fitting shape.
+
+        Fitting means the same (kh, kw) for slices and the same (in, kh, kw) for whole filters, so a
+        bank built from one model can serve another whose first layer has the same kernel shape.
+        """
+        def fits(name: str) -> bool:
+            bank_shape = tuple(self.filters(name).shape[1:])
+            if view == "slice":
+                return bank_shape[-2:] == tuple(weight_shape[-2:])
+            return bank_shape == tuple(weight_shape[1:])
+
+        if layer in self.layers:
+            if fits(layer):
+                return layer
+            raise UserError(
+                f"filter bank layer {layer!r} has filters of shape {tuple(self.filters(layer).shape[1:])}, "
+                f"which do not fit the model's weight {tuple(weight_shape)} in the {view!r} view"
+            )
+        fitting = [name for name in self.layers if fits(name)]
+        if len(fitting) == 1:
+            return fitting[0]
+        raise UserError(
+            f"the filter bank has no layer {layer!r} and {len(fitting) or 'no'} layers fitting its weight "
+            f"{tuple(weight_shape)} ({view} view); bank layers: "
+            + ", ".join(f"{n} {tuple(self.filters(n).shape[1:])}" for n in self.layers)
+        )
+
+    def _layer(self, layer: str) -> dict[str, torch.Tensor]:
+        if layer not in self.layers:
+            raise UserError(f"filter bank has no layer {layer!r}; its layers are: {', '.join(self.layers)}")
+        return self.layers[layer]
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+def bank_sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_bank(bank: FilterBank, path: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {name: entry["filters"].cpu().contiguous() for name, entry in bank.layers.items()}
+    meta_json = json.dumps(bank.metadata, sort_keys=True, default=str)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={HEADER_KEY: meta_json})
+    atomic_write_text(bank_sidecar_path(path), json.dumps(bank.metadata, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def load_bank(path: str | Path) -> FilterBank:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"filter bank {path} does not exist (build one with `filterprior collect`)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        raise UserError(f"filter bank {path} is not a readable safetensors file: {exc}") from exc
+    try:
+        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else _read_json(bank_sidecar_path(path))
+    except (json.JSONDecodeError, UserError) as exc:
+        raise UserError(f"filter bank {path}: its metadata is missing or not valid JSON ({exc})") from exc
+    listed = [n for n in metadata.get("layers", []) if n in tensors]
+    order = listed + sorted(set(tensors) - set(listed))
+    expected = metadata.get("content_hash")
+    bank = FilterBank({name: tensors[name] for name in order}, metadata)
+    if expected and expected != bank.metadata["content_hash"]:
+        raise UserError(
+            f"filter bank {path} is corrupt: its content hash is {bank.metadata['content_hash'][:12]}..., "
+            f"the metadata says {expected[:12]}..."
+        )
+    return bank
+
+
+def default_bank_path(model_name: str | None) -> Path | None:
+    """The bank bundled for a model (`assets/banks/<model>-cifar100.safetensors`), or None."""
+    if not model_name:
+        return None
+    path = BANKS_DIR / f"{model_name}-cifar100.safetensors"
+    return path if path.is_file() else None
+
+
+# ------------------------------------------------------------------------------------ building
+
+
+def bank_from_state_dicts(
+    state_dicts: Sequence[Mapping[str, torch.Tensor]],
+    layer_names: Sequence[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> FilterBank:
+    """Stack each layer's conv weights from every state dict; no layer names -> every conv weight."""
+    if not state_dicts:
+        raise UserError("building a filter bank needs at least one network's weights")
+    cleaned = [_strip_wrappers(sd) for sd in state_dicts]
+    names = [n[: -len(".weight")] if n.endswith(".weight") else n for n in layer_names]
+    if not names:
+        names = sorted(_conv_layer_names(cleaned[0]), key=_natural_key)
+    filters = {}
+    for name in names:
+        parts = []
+        for i, sd in enumerate(cleaned):
+            weight = sd.get(f"{name}.weight")
+            if weight is None or weight.dim() != 4:
+                raise UserError(
+                    f"network {i} has no conv layer {name!r}; its conv layers are: {', '.join(_conv_layer_names(sd))}"
+                )
+            if parts and weight.shape[1:] != parts[0].shape[1:]:
+                raise UserError(
+                    f"conv layer {name!r}: network {i} has filters {tuple(weight.shape[1:])}, "
+                    f"network 0 has {tuple(parts[0].shape[1:])}"
+                )
+            parts.append(weight.detach().float().cpu())
+        filters[name] = torch.cat(parts)
+    meta = dict(metadata or {})
+    meta["layers"] = names
+    meta.setdefault("networks", len(state_dicts))
+    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    return FilterBank(filters, meta)
+
+
+def collect_bank(
+    weight_files: Iterable[str | Path],
+    layers: Sequence[str],
+    out: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+) -> FilterBank:
+    """Build a bank from exported `weights.safetensors` files (or run directories holding one) and save it.
+
+    Beside each weights file the engine's `weights.json` (model, options, classes) is read, and in a run
+    directory `metrics.json` (test accuracy) and `config.yaml` (seed, dataset, recipe) too, so the bank
+    records where its filters came from. `metadata` entries override what was found (None ones do not).
+    """
+    from safetensors.torch import load_file
+
+    paths = [_weights_path(Path(p)) for p in weight_files]
+    if not paths:
+        raise UserError("filterprior collect: give at least one weights.safetensors file or run directory")
+    state_dicts, infos = [], []
+    for path in paths:
+        try:
+            state_dicts.append(load_file(str(path)))
+        except Exception as exc:
+            raise UserError(f"weights file {path} is not a readable safetensors file: {exc}") from exc
+        infos.append(_source_info(path))
+    models = {info.get("model") for info in infos}
+    if len(models) > 1:
+        raise UserError(
+            f"filterprior collect: the weights come from different models ({sorted(map(str, models))}); "
+            "use one model per bank"
+        )
+    found: dict[str, Any] = {
+        "model": infos[0].get("model"),
+        "model_options": infos[0].get("options", {}),
+        "num_classes": infos[0].get("num_classes") or len(infos[0].get("classes") or []) or None,
+        "source_dataset": _single(info.get("dataset") for info in infos),
+        "seeds": [info.get("seed") for info in infos],
+        "source_test_acc": [info.get("test_acc") for info in infos],
+        "recipe": infos[0].get("recipe"),
+        "sources": [str(p) for p in paths],
+    }
+    found.update({k: v for k, v in (metadata or {}).items() if v is not None})  # None: "not known here"
+    bank = bank_from_state_dicts(state_dicts, layers, found)
+    save_bank(bank, out)
+    return bank
+
+
+# ------------------------------------------------------------------------------------ showing
+
+
+def describe_bank(bank: FilterBank) -> str:
+    meta = bank.metadata
+    accs = [a for a in meta.get("source_test_acc") or [] if isinstance(a, (int, float))]
+    acc = f", source test acc {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else ""
+    lines = [
+        f"filter bank {meta['content_hash'][:12]}: model {meta.get('model', '?')} "
+        f"on {meta.get('source_dataset', '?')}, "
+        f"{meta.get('networks', '?')} networks, seeds {meta.get('seeds', '?')}{acc}",
+        f"  created {meta.get('created', '?')}",
+    ]
+    for name, entry in bank.layers.items():
+        f, s = entry["filters"], entry["slices"]
+        n, cin, kh, kw = f.shape
+        lines.append(
+            f"  {name}: {n} filters of {cin}x{kh}x{kw} ({s.shape[0]} slices), weight std {f.std().item():.4f}, "
+            f"mean slice norm {s.flatten(1).norm(dim=1).mean().item():.4f}"
+        )
+    return "\n".join(lines)
+
+
+def show_bank(
+    path: str | Path, picture_path: str | Path, layer: str | None = None, count: int = 64, seed: int = 0
+) -> str:
+    """Return the bank's summary text and draw `count` random kernel slices of one layer (default: first)."""
+    from filterprior.report.filters import plot_filter_grid
+
+    bank = load_bank(path)
+    layer = layer or bank.layer_names[0]
+    kernels = bank.sample(layer, count, "slice", torch.Generator().manual_seed(seed))
+    plot_filter_grid(kernels, picture_path, title=f"{Path(path).name}: {layer}", max_kernels=count)
+    return describe_bank(bank)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _weights_path(path: Path) -> Path:
+    candidate = path / WEIGHTS_FILE if path.is_dir() else path
+    if not candidate.is_file():
+        raise UserError(f"{path}: expected a {WEIGHTS_FILE} file or a run directory holding one")
+    return candidate
+
+
+def _source_info(weights: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    sidecar = weights.with_suffix(".json")
+    if sidecar.is_file():
+        info.update(_read_json(sidecar))
+    run_dir = weights.parent
+    if (run_dir / "metrics.json").is_file():
+        info["test_acc"] = _read_json(run_dir / "metrics.json").get("test_acc")
+    if (run_dir / "config.yaml").is_file():
+        try:
+            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{run_dir / 'config.yaml'} is not valid YAML: {exc}") from exc
+        data = cfg.get("data") or {}
+        info.setdefault("dataset", data.get("dataset"))
+        info["seed"] = cfg.get("seed")
+        info["recipe"] = {k: cfg.get(k) for k in ("optim", "epochs", "batch_size", "prior") if k in cfg}
+        info["recipe"]["data"] = {k: v for k, v in data.items() if k not in ("root", "split_seed")}
+    return info
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _strip_wrappers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in sd.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def _conv_layer_names(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    return [k[: -len(".weight")] for k, v in sd.items() if k.endswith(".weight") and v.dim() == 4]
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _single(values: Iterable[Any]) -> Any:
+    distinct = sorted({str(v) for v in values if v is not None})
+    return distinct[0] if len(distinct) == 1 else (distinct or None)

@@ -1,0 +1,375 @@
+"""One self-contained HTML file for a study directory or for a single run directory.
+
+Everything is inside the file: images as base64 PNG data URIs, CSS inline, no scripts, no links out, so
+the report can be mailed, archived or opened offline. Pieces that are missing (no bank.png, a run without
+curves) are left out and listed at the end of the page; only a directory with neither results.csv nor
+metrics.json is an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from filterprior.errors import UserError
+from filterprior.report.plots import (
+    accuracy_vs_size_png_bytes,
+    confusion_png_bytes,
+    curves_png_bytes,
+    read_confusion_csv,
+)
+from filterprior.report.results import BASELINE, accuracy_scale, read_results, results_table, size_key
+from filterprior.utils import atomic_write_text
+
+__all__ = ["build_report", "results_table"]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
+       max-width: 1150px; padding: 0 16px; color: #222; line-height: 1.4; }
+h1 { margin-bottom: 0; } .date { color: #666; margin-top: 4px; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 36px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+tr.best td { font-weight: bold; background: #eef6ee; }
+.row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+figure { flex: 1 1 240px; margin: 0; } figure.wide { flex: 1 1 480px; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 13px; color: #444; text-align: center; }
+pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
+.note { color: #666; font-size: 13px; }
+"""
+
+
+class _Page:
+    """Collects the page's sections and a note for every piece that had to be left out."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.parts: list[str] = []
+        self.left_out: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def png_file(self, path: Path) -> bytes | None:
+        if not path.is_file():
+            self.left_out.append(f"{self.name(path)} (not found)")
+            return None
+        data = path.read_bytes()
+        if not data.startswith(PNG_MAGIC):
+            self.left_out.append(f"{self.name(path)} (not a PNG file)")
+            return None
+        return data
+
+    def attempt(self, what: str, make: Callable[[], Any]) -> Any:
+        """Run `make`; on bad or unreadable input leave the piece out with a note instead of failing."""
+        try:
+            return make()
+        except (UserError, OSError, ValueError, KeyError) as exc:
+            self.left_out.append(f"{what} ({exc})")
+            return None
+
+    def name(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _figure(png: bytes | None, caption: str, wide: bool = False) -> str:
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    css = ' class="wide"' if wide else ""
+    return (f'<figure{css}><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+def _row(figures: list[str]) -> str:
+    figures = [f for f in figures if f]
+    return f'<div class="row">{"".join(figures)}</div>' if figures else ""
+
+
+def _table(header: list[str], rows: list[list[Any]], text_columns: int = 1, classes: list[str] | None = None) -> str:
+    def cell(tag: str, index: int, value: Any) -> str:
+        css = ' class="text"' if index < text_columns else ""
+        return f"<{tag}{css}>{_esc(value)}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = []
+    for r, row in enumerate(rows):
+        css = f' class="{classes[r]}"' if classes and classes[r] else ""
+        body.append(f"<tr{css}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _mean_pm(mean: float, std: float, scale: float) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    spread = f"{std * scale:.2f}" if std is not None and math.isfinite(std) else "n/a"
+    return f"{mean * scale:.2f} ± {spread}"
+
+
+def _size_label(size: int | None) -> str:
+    return "all" if size is None else str(size)
+
+
+def _markdown(text: str) -> str:
+    """Just enough Markdown for the study's summary.md: pipe tables, headings and paragraphs."""
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            out.append(_table(table[0], table[1:], text_columns=len(table[0])))
+            table.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):  # the |---| separator row
+                table.append(cells)
+            continue
+        flush()
+        if heading := re.match(r"(#{1,6})\s+(.*)", stripped):
+            level = min(len(heading.group(1)) + 2, 6)
+            out.append(f"<h{level}>{_esc(heading.group(2))}</h{level}>")
+        elif stripped:
+            out.append(f"<p>{_esc(stripped)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def _read_json(page: _Page, path: Path) -> dict[str, Any] | None:
+    def load() -> dict[str, Any]:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return data
+
+    if not path.is_file():
+        page.left_out.append(f"{page.name(path)} (not found)")
+        return None
+    return page.attempt(str(page.name(path)), load)
+
+
+def _run_curves(page: _Page, run: Path) -> bytes | None:
+    if (run / "curves.png").is_file():
+        return page.png_file(run / "curves.png")
+    if (run / "metrics.csv").is_file():
+        csv_path = run / "metrics.csv"
+        return page.attempt(f"curves from {page.name(csv_path)}", lambda: curves_png_bytes(csv_path))
+    page.left_out.append(f"{page.name(run)}: curves (no curves.png or metrics.csv)")
+    return None
+
+
+def _run_confusion(page: _Page, run: Path, title: str) -> bytes | None:
+    if (run / "confusion.png").is_file():
+        return page.png_file(run / "confusion.png")
+    if (run / "confusion.csv").is_file():
+        return page.attempt(f"confusion from {page.name(run / 'confusion.csv')}",
+                            lambda: confusion_png_bytes(*read_confusion_csv(run / "confusion.csv"), title=title))
+    page.left_out.append(f"{page.name(run)}: confusion matrix (no confusion.png or confusion.csv)")
+    return None
+
+
+# ------------------------------------------------------------------------------------------ study
+
+
+def _pick_representatives(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The smallest size, the best prior there (highest mean test accuracy) and a seed both share."""
+    if not rows:
+        return None
+    size = min({r["images_per_class"] for r in rows}, key=size_key)
+    at_size = [e for e in table if e["images_per_class"] == size and e["method"] != BASELINE]
+    best = max(at_size, key=lambda e: e["test_acc_mean"])["method"] if at_size else None
+    methods = [m for m in (BASELINE, best) if m is not None]
+    seeds_by_method = [{r["split_seed"] for r in rows if r["method"] == m and r["images_per_class"] == size}
+                       for m in methods]
+    shared = set.intersection(*seeds_by_method) if seeds_by_method else set()
+    pool = shared or set.union(*seeds_by_method)
+    seed = min(pool, key=lambda s: (s is None, s)) if pool else None
+    runs = {}
+    for method in methods:
+        match = [r for r in rows if r["method"] == method and r["images_per_class"] == size and r["split_seed"] == seed]
+        if match:
+            runs[method] = match[0]
+    return {"size": size, "seed": seed, "best": best, "runs": runs}
+
+
+def _results_section(page: _Page, table: list[dict[str, Any]], scale: float) -> None:
+    unit = " (%)" if scale == 100 else ""
+    best_at: dict[Any, float] = {}
+    for e in table:
+        best_at[e["images_per_class"]] = max(best_at.get(e["images_per_class"], -math.inf), e["test_acc_mean"])
+    rows, classes = [], []
+    for e in table:
+        gain = "–" if e["gain"] is None else (
+            f"{e['gain'] * scale:+.2f} ± " + (f"{e['gain_se'] * scale:.2f}" if math.isfinite(e["gain_se"]) else "n/a"))
+        time = f"{e['wall_time_s_mean']:.1f}" if math.isfinite(e["wall_time_s_mean"]) else "–"
+        rows.append([_size_label(e["images_per_class"]), e["method"], e["n"],
+                     _mean_pm(e["test_acc_mean"], e["test_acc_std"], scale), gain,
+                     _mean_pm(e["val_acc_mean"], e["val_acc_std"], scale), time])
+        classes.append("best" if e["test_acc_mean"] == best_at[e["images_per_class"]] else "")
+    header = ["images/class", "method", "n", f"test acc{unit}", f"gain over {BASELINE} ± SE",
+              f"val acc{unit}", "wall time (s)"]
+    page.add("<h2>Results</h2>")
+    page.add('<p class="note">Mean ± sample std over split seeds; the gain over '
+             f"<b>{BASELINE}</b> at the same size has standard error √(s²ₐ/nₐ + s²ᵦ/nᵦ). "
+             "Bold: best mean test accuracy at that size.</p>")
+    page.add(_table(header, rows, text_columns=2, classes=classes))
+
+
+def _run_order(row: dict[str, Any]) -> tuple:
+    return size_key(row["images_per_class"]), row["method"], row["split_seed"] or 0
+
+
+def _study_page(page: _Page) -> str:
+    root = page.root
+    results_csv = root / "results.csv"
+    table = results_table(results_csv)  # a broken results.csv is the user's error, not a missing piece
+    rows = read_results(results_csv)
+    scale = accuracy_scale([r["test_acc"] for r in rows])
+    if table:
+        _results_section(page, table, scale)
+    else:
+        page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")
+    if (root / "summary.md").is_file():
+        page.add("<h2>Study summary</h2>" + _markdown((root / "summary.md").read_text(encoding="utf-8")))
+    if rows:
+        plot = page.attempt("accuracy vs size plot", lambda: accuracy_vs_size_png_bytes(results_csv))
+        if plot:
+            figure = _figure(plot, "test accuracy against images per class", wide=True)
+            page.add("<h2>Accuracy against data size</h2>" + _row([figure]))
+
+    chosen = _pick_representatives(rows, table)
+    if chosen:
+        runs = {m: root / r["run_dir"] for m, r in chosen["runs"].items() if r["run_dir"]}
+        where = f"{_size_label(chosen['size'])} images per class, split seed {chosen['seed']}"
+        filters = [_figure(page.png_file(root / "bank.png"), "filter bank (the prior's real kernels)")]
+        if BASELINE in runs:
+            filters.append(_figure(page.png_file(runs[BASELINE] / "filters_start.png"), f"{BASELINE}: start"))
+            filters.append(_figure(page.png_file(runs[BASELINE] / "filters_end.png"), f"{BASELINE}: end"))
+        best = chosen["best"]
+        if best in runs:
+            filters.append(_figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (best prior): end"))
+        if any(filters):
+            page.add(f"<h2>First-layer filters</h2><p class=\"note\">{_esc(where)}.</p>" + _row(filters))
+        for method, run in runs.items():
+            label = f"{method}{' (best prior)' if method == best else ''}"
+            metrics = _read_json(page, run / "metrics.json")
+            headline = ""
+            if metrics and isinstance(metrics.get("test_acc"), (int, float)):
+                headline = f" — test accuracy {metrics['test_acc'] * scale:.2f}{'%' if scale == 100 else ''}"
+            curves = _figure(_run_curves(page, run), f"{label}: curves", wide=True)
+            confusion = _figure(_run_confusion(page, run, label), f"{label}: test confusion matrix")
+            if curves or confusion:
+                page.add(f"<h2>Run: {_esc(label)}</h2><p class=\"note\">{_esc(where)}{_esc(headline)}; "
+                         f"{_esc(page.name(run))}</p>" + _row([curves, confusion]))
+
+    if rows:
+        all_rows = [[r["method"], _size_label(r["images_per_class"]), r["split_seed"], f"{r['test_acc'] * scale:.2f}",
+                     "–" if r["val_acc"] is None else f"{r['val_acc'] * scale:.2f}",
+                     "–" if r["wall_time_s"] is None else f"{r['wall_time_s']:.1f}", r["config_hash"], r["run_dir"]]
+                    for r in sorted(rows, key=_run_order)]
+        page.add(f"<h2>All runs</h2><details><summary>{len(rows)} finished runs</summary>"
+                 + _table(["method", "images/class", "split seed", "test acc", "val acc", "wall time (s)",
+                           "config hash", "run dir"], all_rows, text_columns=2) + "</details>")
+    return f"filterprior study: {root.name}"
+
+
+# ------------------------------------------------------------------------------------- single run
+
+
+def _single_run_page(page: _Page) -> str:
+    run = page.root
+    try:
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{run / 'metrics.json'} is not readable JSON ({exc}); expected the run's metrics") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{run / 'metrics.json'}: expected a JSON object of metrics")
+    scale = accuracy_scale([v for k, v in metrics.items() if k.endswith("_acc") and isinstance(v, (int, float))])
+    keys = ["test_acc", "val_acc", "test_loss", "val_loss", "model", "prior", "images_per_class", "split_seed",
+            "epochs", "steps", "params", "wall_time_s"]
+    summary = []
+    for key in keys:
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        if key.endswith("_acc") and isinstance(value, (int, float)):
+            value = f"{value * scale:.2f}{'%' if scale == 100 else ''}"
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        summary.append([key, value])
+    page.add("<h2>Summary</h2>" + _table(["metric", "value"], summary, text_columns=2))
+
+    classes, per_class = metrics.get("classes"), metrics.get("per_class_acc")
+    if isinstance(per_class, dict):
+        classes, per_class = list(per_class), list(per_class.values())
+    if isinstance(classes, list) and isinstance(per_class, list) and len(classes) == len(per_class):
+        rows = [[c, f"{a * scale:.2f}" if isinstance(a, (int, float)) else a] for c, a in zip(classes, per_class)]
+        page.add("<h2>Per-class test accuracy</h2>" + _table(["class", "accuracy"], rows))
+
+    filters = [_figure(page.png_file(run / "filters_start.png"), "first-layer filters: start"),
+               _figure(page.png_file(run / "filters_end.png"), "first-layer filters: end")]
+    if any(filters):
+        page.add("<h2>First-layer filters</h2>" + _row(filters))
+    curves = _figure(_run_curves(page, run), "curves", wide=True)
+    confusion = _figure(_run_confusion(page, run, run.name), "test confusion matrix")
+    if curves or confusion:
+        page.add("<h2>Training</h2>" + _row([curves, confusion]))
+    if (run / "config.yaml").is_file():
+        page.add("<h2>Config</h2><details><summary>config.yaml</summary><pre>"
+                 + _esc((run / "config.yaml").read_text(encoding="utf-8")) + "</pre></details>")
+    return f"filterprior run: {run.name}"
+
+
+# ----------------------------------------------------------------------------------------- public
+
+
+def build_report(runs_dir: str | os.PathLike, out_html: str | os.PathLike) -> Path:
+    """Write one self-contained HTML report for a study directory (results.csv) or a run (metrics.json)."""
+    root = Path(runs_dir)
+    page = _Page(root)
+    if (root / "results.csv").is_file():
+        title = _study_page(page)
+    elif (root / "metrics.json").is_file():
+        title = _single_run_page(page)
+    else:
+        raise UserError(
+            f"{root} has neither results.csv (a study directory) nor metrics.json (a run directory)"
+        )
+    if page.left_out:
+        items = "".join(f"<li>{_esc(n)}</li>" for n in dict.fromkeys(page.left_out))
+        page.add(f'<h2>Left out</h2><ul class="note">{items}</ul>')
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    document = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{_esc(title)}</h1><p class=\"date\">generated {_esc(date)} from {_esc(root.resolve())}</p>"
+        + "\n".join(page.parts) + "</body></html>\n"
+    )
+    out = Path(out_html)
+    atomic_write_text(out, document)
+    return out

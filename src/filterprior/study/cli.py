@@ -1,0 +1,114 @@
+"""`filterprior study`: its flags and the function the CLI calls with the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from filterprior.config import TrainConfig, apply_overrides, load_config
+from filterprior.errors import UserError
+from filterprior.study.grid import DEFAULT_SIZES, DEFAULT_SPLIT_SEEDS
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", metavar="YAML", help="base training config (default: built-in defaults)")
+    parser.add_argument("--out", default="runs/study", metavar="DIR", help="study directory (default: runs/study)")
+    parser.add_argument(
+        "--sizes", default=",".join(map(str, DEFAULT_SIZES)), metavar="N,N",
+        help="images per class (default: %(default)s)",
+    )
+    parser.add_argument("--methods", metavar="A,B", help="methods to compare (default: all in the methods file)")
+    parser.add_argument("--methods-file", metavar="YAML", help="your own methods file (replaces the bundled one)")
+    parser.add_argument(
+        "--split-seeds", default=f"{DEFAULT_SPLIT_SEEDS[0]}-{DEFAULT_SPLIT_SEEDS[-1]}", metavar="0-4",
+        help="split seeds as a range 0-4, a list 0,1,2 or both (default: %(default)s)",
+    )
+    parser.add_argument("--workers", metavar="N", help="parallel worker processes (default: measured for this machine)")
+    parser.add_argument("--shard", metavar="i/n", help="run only cells k with k %% n == i (0 <= i < n)")
+    parser.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, mini, or a folder / archive path")
+    parser.add_argument("--data-root", metavar="DIR", help="where datasets are found or downloaded")
+    parser.add_argument("--epochs", metavar="N", help="training epochs per cell")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="base-config overrides, e.g. optim.lr=0.1")
+    return parser
+
+
+def parse_int(text: str, what: str, minimum: int = 0) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UserError(f"{what} {text!r} is not an integer") from None
+    if value < minimum:
+        raise UserError(f"{what} {text!r} is not valid: expected an integer >= {minimum}")
+    return value
+
+
+def parse_int_list(text: str, what: str, minimum: int = 0) -> list[int]:
+    """'10,50,100', '0-4' or '0-2,5' -> a list of integers in the order written."""
+    values: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise UserError(f"{what} {text!r} has an empty item; expected e.g. 0,1,2 or 0-4")
+        if "-" in part[1:]:  # a range; part[1:] so a lone '-3' reads as a (rejected) negative number
+            low_text, high_text = part.split("-", 1)
+            low, high = parse_int(low_text, what, minimum), parse_int(high_text, what, minimum)
+            if high < low:
+                raise UserError(f"{what} range {part!r} is empty: expected low-high with low <= high")
+            values.extend(range(low, high + 1))
+        else:
+            values.append(parse_int(part, what, minimum))
+    return values
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    index_text, sep, count_text = text.partition("/")
+    if not sep:
+        raise UserError(f"--shard {text!r} is not of the form i/n (e.g. 0/4)")
+    index, count = parse_int(index_text, "--shard index"), parse_int(count_text, "--shard count", minimum=1)
+    if index >= count:
+        raise UserError(f"--shard {text!r} is not valid: expected 0 <= i < n (shards are numbered from 0)")
+    return index, count
+
+
+def base_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """--config (or defaults), then --data/--data-root/--epochs, then trailing key=value overrides."""
+    cfg = load_config(args.config) if args.config else TrainConfig()
+    data = cfg.data
+    if args.data is not None:
+        data = dataclasses.replace(data, dataset=args.data)  # as written: a path is never parsed as YAML
+    if args.data_root is not None:
+        data = dataclasses.replace(data, root=args.data_root)
+    cfg = dataclasses.replace(cfg, data=data)
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=parse_int(args.epochs, "--epochs", minimum=1))
+    return apply_overrides(cfg, list(args.overrides or []))
+
+
+def study_main(args: argparse.Namespace, train_fn=None) -> int:
+    """Run the study the arguments describe; 0 when every cell finished, 1 when some failed."""
+    from filterprior.study.runner import StudyFailed, run_study
+
+    base = base_config_from_args(args)
+    methods = None
+    if args.methods:
+        methods = [name.strip() for name in args.methods.split(",")]
+        if not all(methods):
+            raise UserError(f"--methods {args.methods!r} has an empty name; expected e.g. none,gaussian")
+    try:
+        results = run_study(
+            base,
+            args.out,
+            sizes=parse_int_list(args.sizes, "--sizes", minimum=1),
+            methods=methods,
+            split_seeds=parse_int_list(args.split_seeds, "--split-seeds"),
+            workers=None if args.workers is None else parse_int(args.workers, "--workers", minimum=1),
+            shard=None if args.shard is None else parse_shard(args.shard),
+            train_fn=train_fn,
+            methods_file=args.methods_file,
+        )
+    except StudyFailed as exc:
+        print(f"study finished with failures; results so far in {exc.results_csv}\n{exc}", file=sys.stderr)
+        return 1
+    print(f"results: {results}")
+    return 0

@@ -1,0 +1,84 @@
+"""The cells of a study: images per class x split seed x method, each one ordinary run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from filterprior.config import TrainConfig, apply_overrides, config_hash
+from filterprior.errors import UserError
+from filterprior.study.methods import Method
+
+DEFAULT_SIZES = (10, 50, 100)
+DEFAULT_SPLIT_SEEDS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: Method
+    images_per_class: int
+    split_seed: int
+
+    @property
+    def rel_dir(self) -> Path:
+        """Where the cell's run directory lives, relative to the study's output directory."""
+        return Path(self.method.name) / f"n{self.images_per_class}" / f"split{self.split_seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.name} n={self.images_per_class} split={self.split_seed}"
+
+
+def build_grid(sizes: Sequence[int], methods: Sequence[Method], split_seeds: Sequence[int]) -> list[Cell]:
+    """Every cell, ordered size -> split seed -> method.
+
+    Methods vary fastest so the cells sharing one data split finish close together (paired results
+    appear early); small sizes come first because they are the quickest to train.
+    """
+    _check_unique_ints("images per class", sizes, minimum=1)
+    _check_unique_ints("split seed", split_seeds, minimum=0)
+    if not methods:
+        raise UserError("a study needs at least one method")
+    return [Cell(m, n, s) for n in sizes for s in split_seeds for m in methods]
+
+
+def _check_unique_ints(what: str, values: Sequence[int], minimum: int) -> None:
+    if not values:
+        raise UserError(f"a study needs at least one {what}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise UserError(f"{what} {v!r} is not valid: expected an integer >= {minimum}")
+    if len(set(values)) != len(values):
+        raise UserError(f"{what}s {list(values)} contain duplicates")
+
+
+def shard_cells(cells: Sequence[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+    """Shard i of n owns cell k when k % n == i, so job arrays can share one output directory."""
+    if shard is None:
+        return list(cells)
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"shard {index}/{count} is not valid: expected i/n with n >= 1 and 0 <= i < n")
+    return [cell for k, cell in enumerate(cells) if k % count == index]
+
+
+def cell_config(base: TrainConfig, cell: Cell) -> TrainConfig:
+    """Base config + the method's overrides + this cell's subset.
+
+    The training seed is base.seed + split_seed: the same for every method on one split (methods
+    differ only in the method), but different across splits so the spread covers init noise too.
+    """
+    cfg = apply_overrides(base, list(cell.method.overrides))
+    data = dataclasses.replace(cfg.data, images_per_class=cell.images_per_class, split_seed=cell.split_seed)
+    return dataclasses.replace(cfg, data=data, seed=base.seed + cell.split_seed)
+
+
+def cell_hash(cfg: TrainConfig) -> str:
+    """Config hash without the knobs that change how a run executes, not what it computes.
+
+    The runner sets threads from the worker count and switches progress bars off, so without this
+    a resume with another --workers would redo every cell.
+    """
+    return config_hash(dataclasses.replace(cfg, threads=None, progress=True))

@@ -1,0 +1,182 @@
+"""Filter banks: save/load round trip, damage detection, building from state dicts and run directories."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+from torch import nn
+
+from filterprior.errors import UserError
+from filterprior.priors.bank import (
+    FilterBank,
+    bank_from_state_dicts,
+    bank_sidecar_path,
+    collect_bank,
+    default_bank_path,
+    describe_bank,
+    load_bank,
+    save_bank,
+    show_bank,
+)
+
+torch.set_num_threads(1)
+
+
+def small_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 7, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.Flatten(), nn.LazyLinear(2)
+    )
+
+
+def random_bank() -> FilterBank:
+    g = torch.Generator().manual_seed(0)
+    return FilterBank(
+        {"conv1": torch.randn(10, 3, 7, 7, generator=g), "conv2": torch.randn(5, 4, 3, 3, generator=g)},
+        {"model": "toy", "source_dataset": "cifar100", "seeds": [0, 1]},
+    )
+
+
+def test_save_load_round_trip(tmp_path):
+    bank = random_bank()
+    path = save_bank(bank, tmp_path / "bank.safetensors")
+    loaded = load_bank(path)
+    assert loaded.layer_names == ["conv1", "conv2"]
+    for name in bank.layer_names:
+        assert torch.equal(loaded.filters(name), bank.filters(name))
+        kh, kw = bank.filters(name).shape[-2:]
+        assert torch.equal(loaded.layers[name]["slices"], bank.filters(name).reshape(-1, kh, kw))
+    assert loaded.metadata["model"] == "toy" and loaded.metadata["seeds"] == [0, 1]
+    assert loaded.metadata["content_hash"] == bank.content_hash() == loaded.content_hash()
+    sidecar = json.loads(bank_sidecar_path(path).read_text())
+    assert sidecar["content_hash"] == bank.content_hash() and sidecar["source_dataset"] == "cifar100"
+
+
+def test_hash_depends_on_every_value():
+    bank = random_bank()
+    changed = {n: bank.filters(n).clone() for n in bank.layer_names}
+    changed["conv2"][4, 3, 2, 2] += 1e-3
+    assert FilterBank(changed).content_hash() != bank.content_hash()
+
+
+def test_missing_bank_names_the_file(tmp_path):
+    with pytest.raises(UserError, match="nope.safetensors"):
+        load_bank(tmp_path / "nope.safetensors")
+
+
+def test_garbage_bank_names_the_file(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"this is not a safetensors file at all")
+    with pytest.raises(UserError, match="junk.safetensors"):
+        load_bank(path)
+
+
+def test_damaged_tensor_bytes_are_refused(tmp_path):
+    path = save_bank(random_bank(), tmp_path / "bank.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # flip bits inside the last tensor's data; the header stays valid
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="corrupt"):
+        load_bank(path)
+
+
+def test_sample_draws_bank_kernels_without_repeats():
+    bank = random_bank()
+    g = torch.Generator().manual_seed(3)
+    slices = bank.sample("conv1", 20, "slice", g)
+    assert slices.shape == (20, 7, 7)
+    pool = bank.layers["conv1"]["slices"]
+    rows = [int((pool == s).all(dim=(1, 2)).nonzero()) for s in slices]
+    assert len(set(rows)) == 20
+    filters = bank.sample("conv2", 8, "filter", g)  # more than the bank holds: drawn with repeats
+    assert filters.shape == (8, 4, 3, 3)
+    with pytest.raises(UserError, match="conv1, conv2"):
+        bank.sample("conv9", 4)
+    with pytest.raises(UserError, match="prior.view"):
+        bank.sample("conv1", 4, "diagonal")
+
+
+def test_match_layer_by_name_then_by_shape():
+    bank = random_bank()
+    assert bank.match_layer("conv1", (16, 3, 7, 7), "filter") == "conv1"
+    assert bank.match_layer("features.0", (16, 3, 7, 7), "filter") == "conv1"  # the only 3x7x7 layer
+    assert bank.match_layer("stem", (8, 1, 3, 3), "slice") == "conv2"
+    with pytest.raises(UserError, match="conv1"):
+        bank.match_layer("conv1", (16, 3, 5, 5), "slice")
+
+
+def test_bank_from_state_dicts_stacks_networks():
+    nets = [small_net(s) for s in (0, 1)]
+    for net in nets:
+        net(torch.zeros(1, 3, 12, 12))  # materialise the lazy linear
+    sds = [net.state_dict() for net in nets]
+    bank = bank_from_state_dicts(sds, [], {"model": "toy"})
+    assert bank.layer_names == ["0", "3"]  # every 4-D weight, linear layers left out
+    assert torch.equal(bank.filters("0"), torch.cat([sds[0]["0.weight"], sds[1]["0.weight"]]))
+    assert bank.metadata["networks"] == 2
+    ddp = {f"module.{k}": v for k, v in sds[0].items()}  # DDP prefixes are removed
+    assert torch.equal(bank_from_state_dicts([ddp], ["0.weight"]).filters("0"), sds[0]["0.weight"])
+    with pytest.raises(UserError, match="its conv layers are: 0, 3"):
+        bank_from_state_dicts(sds, ["conv7"])
+
+
+def write_run(run_dir, net: nn.Module, seed: int, acc: float, model: str = "toy"):
+    run_dir.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(run_dir / "weights.safetensors"))
+    (run_dir / "weights.json").write_text(json.dumps({"model": model, "options": {"width": 1}, "classes": ["a", "b"]}))
+    (run_dir / "metrics.json").write_text(json.dumps({"test_acc": acc}))
+    cfg = {"seed": seed, "epochs": 3, "data": {"dataset": "cifar100", "root": "/x"}, "optim": {"lr": 0.1}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_collect_bank_from_run_directories(tmp_path):
+    nets = [small_net(s) for s in (0, 1)]
+    for net in nets:
+        net(torch.zeros(1, 3, 12, 12))
+    write_run(tmp_path / "run0", nets[0], 0, 0.5)
+    write_run(tmp_path / "run1", nets[1], 1, 0.7)
+    out = tmp_path / "banks" / "toy.safetensors"
+    # one run directory, one weights file: both forms are accepted
+    sources = [tmp_path / "run0", tmp_path / "run1" / "weights.safetensors"]
+    bank = collect_bank(sources, ["0"], out, {"note": "test", "seeds": None})  # None does not override
+    loaded = load_bank(out)
+    assert loaded.layer_names == ["0"]
+    expected = torch.cat([nets[0].state_dict()["0.weight"], nets[1].state_dict()["0.weight"]])
+    assert torch.equal(loaded.filters("0"), expected)
+    meta = loaded.metadata
+    assert meta["model"] == "toy" and meta["model_options"] == {"width": 1} and meta["source_dataset"] == "cifar100"
+    assert meta["seeds"] == [0, 1] and meta["source_test_acc"] == [0.5, 0.7] and meta["note"] == "test"
+    assert meta["recipe"]["optim"] == {"lr": 0.1} and "root" not in meta["recipe"]["data"]
+    assert meta["content_hash"] == bank.content_hash()
+    text = describe_bank(loaded)
+    assert "toy" in text and "8 filters of 3x7x7" in text and "0.6000" in text
+
+
+def test_collect_bank_refuses_bad_sources(tmp_path):
+    net = small_net(0)
+    net(torch.zeros(1, 3, 12, 12))
+    write_run(tmp_path / "a", net, 0, 0.5, model="toy")
+    write_run(tmp_path / "b", net, 1, 0.5, model="other")
+    with pytest.raises(UserError, match="different models"):
+        collect_bank([tmp_path / "a", tmp_path / "b"], [], tmp_path / "x.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="empty"):
+        collect_bank([tmp_path / "empty"], [], tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_default_bank_path_is_none_without_a_bundled_bank():
+    assert default_bank_path("no-such-model") is None
+    assert default_bank_path(None) is None
+
+
+def test_show_bank_draws_a_picture(tmp_path):
+    pytest.importorskip("filterprior.report.filters")
+    path = save_bank(random_bank(), tmp_path / "bank.safetensors")
+    text = show_bank(path, tmp_path / "bank.png", count=16)
+    assert (tmp_path / "bank.png").stat().st_size > 0
+    assert "conv1: 10 filters" in text
