@@ -1,10 +1,10 @@
-"""The report package: pictures, the results table's statistics, and the self-contained HTML report."""
+"""The report package: pictures and the self-contained HTML report (its results table is summary.md's)."""
 
 from __future__ import annotations
 
 import csv
+import html
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -25,9 +25,9 @@ from filterprior.report import (
     plot_curves,
     plot_filter_grid,
     read_confusion_csv,
-    results_table,
     write_confusion_csv,
 )
+from filterprior.study.tables import read_results_csv, write_summary
 
 CLASSES = ["airplane", "automobile", "bird", "cat"]
 
@@ -93,49 +93,11 @@ def study(tmp_path_factory) -> Path:
                 lines.append(f"{method},{size},{seed},{acc},{acc - 0.01},{10 + seed},abc{seed},{run_dir}")
     lines.append("mmd,5,2,,,,abc2,runs/mmd-n5-s2")  # an unfinished run: skipped
     (root / "results.csv").write_text("\n".join(lines) + "\n")
-    (root / "summary.md").write_text("# Summary\n\n| method | note |\n|---|---|\n| adversarial | summary-cell-xyz |\n")
+    write_summary(read_results_csv(root / "results.csv"), root / "summary.md")  # as the study writes it
     _make_run(root / "runs/none-n5-s0", "none", 5, 0, 0.30, pictures=True)
     _make_run(root / "runs/adversarial-n5-s0", "adversarial", 5, 0, 0.35, pictures=False)
     plot_filter_grid(torch.randn(16, 3, 3, 3), root / "bank.png", title="bank")
     return root
-
-
-# ------------------------------------------------------------------------------------ results table
-
-
-def test_results_table_matches_hand_computed_statistics(study):
-    table = {(e["method"], e["images_per_class"]): e for e in results_table(study / "results.csv")}
-    assert [(e["images_per_class"], e["method"]) for e in results_table(study / "results.csv")] == [
-        (5, "none"), (5, "adversarial"), (5, "mmd"), (20, "none"), (20, "adversarial"), (20, "mmd")]
-
-    none5, adv5, mmd5, mmd20 = table["none", 5], table["adversarial", 5], table["mmd", 5], table["mmd", 20]
-    assert none5["n"] == 3 and none5["test_acc_mean"] == pytest.approx(0.32)
-    assert none5["test_acc_std"] == pytest.approx(0.02)  # sample std of .30 .32 .34
-    assert none5["gain"] is None and none5["gain_se"] is None
-    assert adv5["test_acc_mean"] == pytest.approx(0.38) and adv5["test_acc_std"] == pytest.approx(0.03)
-    assert adv5["gain"] == pytest.approx(0.06)
-    assert adv5["gain_se"] == pytest.approx(math.sqrt(0.03**2 / 3 + 0.02**2 / 3))
-    assert adv5["val_acc_mean"] == pytest.approx(0.37)
-    assert adv5["wall_time_s_mean"] == pytest.approx(11.0)
-    # mmd at 5 has an unfinished third seed: only two runs count.
-    assert mmd5["n"] == 2 and mmd5["test_acc_std"] == pytest.approx(math.sqrt(2) * 0.01)
-    assert mmd5["gain_se"] == pytest.approx(math.sqrt(0.0002 / 2 + 0.0004 / 3))
-    # A single seed has no sample std, so neither does its gain.
-    assert mmd20["n"] == 1 and math.isnan(mmd20["test_acc_std"])
-    assert mmd20["gain"] == pytest.approx(0.08) and math.isnan(mmd20["gain_se"])
-
-
-def test_results_table_rejects_bad_files(tmp_path):
-    missing = tmp_path / "missing_column.csv"
-    missing.write_text("method,images_per_class,test_acc\nnone,5,0.3\n")
-    with pytest.raises(UserError, match=r"missing_column\.csv.*split_seed"):
-        results_table(missing)
-    garbage = tmp_path / "garbage.csv"
-    garbage.write_text("method,images_per_class,split_seed,test_acc\nnone,5,0,high\n")
-    with pytest.raises(UserError, match=r"garbage\.csv, line 2.*test_acc.*'high'"):
-        results_table(garbage)
-    with pytest.raises(UserError, match="does not exist"):
-        results_table(tmp_path / "nope.csv")
 
 
 # ------------------------------------------------------------------------------------------ pictures
@@ -197,7 +159,10 @@ def test_accuracy_vs_size_plot(study, tmp_path):
 
 # ------------------------------------------------------------------------------------------- report
 
-EXPECTED_CELLS = ["32.00 ± 2.00", "38.00 ± 3.00", "+6.00 ± 2.08", "32.00 ± 1.41", "60.00 ± n/a", "+8.00 ± n/a"]
+# Hand-computed from ACCURACIES: none@5 .30/.32/.34 -> 32 ± 2; adversarial@5 38 ± 3, gain 6 ± sqrt(3²/3 + 2²/3);
+# mmd@5 (third seed unfinished) 32 ± 1.41, gain 0 ± sqrt(1.41²/2 + 2²/3); mmd@20 has one seed: no spread.
+EXPECTED_CELLS = ["32.00 ± 2.00", "38.00 ± 3.00", "+6.00 ± 2.08", "32.00 ± 1.41", "+0.00 ± 1.53", "60.00 ± n/a",
+                  "+8.00 ± n/a"]
 
 
 def _assert_self_contained(text: str) -> None:
@@ -214,7 +179,7 @@ def test_study_report_is_self_contained_with_the_table(study, tmp_path):
         assert cell in text
     # bank + none start/end + best end + curves and confusion of two runs + the accuracy plot
     assert text.count("data:image/png;base64,") == 9
-    assert "adversarial (best prior): end" in text and "summary-cell-xyz" in text
+    assert "adversarial (best prior): end" in text
     assert "runs/adversarial-n5-s0" in text  # the adversarial run's curves were drawn from its CSV
 
     moved = study / "bank.png.bak"
@@ -224,6 +189,35 @@ def test_study_report_is_self_contained_with_the_table(study, tmp_path):
     finally:
         shutil.move(moved, study / "bank.png")
     assert text.count("data:image/png;base64,") == 8 and "bank.png (not found)" in text
+
+
+def _html_tables(text: str) -> list[list[list[str]]]:
+    """Every table on the page as rows of cell texts (header row included)."""
+    return [[[html.unescape(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)]
+             for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)]
+            for table in re.findall(r"<table>(.*?)</table>", text)]
+
+
+def test_report_table_shows_the_same_cells_as_summary_md(study, tmp_path):
+    results, *summary_tables = _html_tables(build_report(study, tmp_path / "report.html").read_text())[:3]
+    assert [row[:2] for row in results[1:]] == [
+        ["5", "none"], ["5", "adversarial"], ["5", "mmd"], ["20", "none"], ["20", "adversarial"], ["20", "mmd"]]
+    # summary.md (rendered in the page, one table per size) has the same rows but for the size column.
+    from_summary = [row for table in summary_tables for row in table[1:]]
+    assert [row[1:] for row in results[1:]] == from_summary
+    assert results[1] == ["5", "none", "3", "32.00 ± 2.00", "31.00", "—", "11.0"]  # no gain over itself
+    assert results[2] == ["5", "adversarial", "3", "38.00 ± 3.00", "37.00", "+6.00 ± 2.08", "11.0"]
+
+
+def test_report_of_a_broken_results_csv_names_line_and_column(tmp_path):
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "results.csv").write_text(
+        "method,images_per_class,split_seed,test_acc,val_acc,wall_time_s,config_hash,run_dir\n"
+        "none,5,0,high,0.5,1.0,h,d\n")
+    with pytest.raises(UserError, match=r"results\.csv, line 2: column 'test_acc' is 'high'"):
+        build_report(root, tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
 
 
 def test_single_run_report(study, tmp_path):

@@ -31,7 +31,7 @@ from filterprior.study import (
 )
 from filterprior.study.grid import cell_hash
 from filterprior.study.runner import threads_per_worker
-from filterprior.study.tables import ResultRow, gain_with_se, mean_std, summarize
+from filterprior.study.tables import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
 from filterprior.utils import atomic_write_text
 
 # ------------------------------------------------------------------------------ engine stand-ins
@@ -264,26 +264,76 @@ def result(method: str, size: int, seed: int, test: float, val: float | None = 0
     return ResultRow(method, size, seed, test, val, 10.0 + seed, "h", f"{method}/n{size}/split{seed}")
 
 
-def test_summary_math_matches_hand_computed_values():
+def test_summary_math_matches_hand_computed_values(tmp_path):
     rows = [result("none", 10, s, acc) for s, acc in enumerate([0.40, 0.42, 0.44])]
     rows += [result("gaussian", 10, s, acc) for s, acc in enumerate([0.45, 0.49])]
     rows += [result("l2", 10, 0, 0.41)]
+    rows += [result("l2", 20, s, acc, val=None) for s, acc in enumerate([0.60, 0.64])]  # no baseline at 20
     mean, std = mean_std([0.40, 0.42, 0.44])
     assert (mean, std) == (pytest.approx(0.42), pytest.approx(0.02))
     gain, se = gain_with_se([0.45, 0.49], [0.40, 0.42, 0.44])
     assert gain == pytest.approx(0.05)
     assert se == pytest.approx(math.sqrt(0.02**2 * 2 / 2 + 0.02**2 / 3))  # sa = sqrt(0.0008), sb = 0.02
-    by_method = {s.method: s for s in summarize(rows, ["none", "gaussian", "l2"])}
-    assert by_method["gaussian"].test_std == pytest.approx(math.sqrt(0.0008))
-    assert by_method["gaussian"].wall_mean == pytest.approx(10.5)
-    assert by_method["none"].gain is None
-    assert by_method["l2"].test_std is None and by_method["l2"].gain == pytest.approx(-0.01)
-    assert by_method["l2"].gain_se is None  # one run has no spread
-    text = summary_markdown(rows, ["none", "gaussian", "l2"])
+
+    # Through a real results.csv, with an unfinished run (empty test_acc) that must be skipped.
+    path = write_results_csv(rows, tmp_path / "results.csv")
+    with path.open("a") as handle:
+        handle.write("gaussian,10,2,,,,h,gaussian/n10/split2\n")
+    read = read_results_csv(path)
+    assert read == rows
+    summary = summarize(read)
+    assert [(s.images_per_class, s.method) for s in summary] == [
+        (10, "none"), (10, "gaussian"), (10, "l2"), (20, "l2")]
+    by_key = {(s.images_per_class, s.method): s for s in summary}
+    gaussian, l2, l2_20 = by_key[10, "gaussian"], by_key[10, "l2"], by_key[20, "l2"]
+    assert gaussian.n == 2 and gaussian.test_mean == pytest.approx(0.47)
+    assert gaussian.test_std == pytest.approx(math.sqrt(0.0008))
+    assert gaussian.gain == pytest.approx(0.05) and gaussian.gain_se == pytest.approx(math.sqrt(0.0004 + 0.0004 / 3))
+    assert gaussian.wall_mean == pytest.approx(10.5) and gaussian.val_mean == pytest.approx(0.5)
+    assert by_key[10, "none"].gain is None and by_key[10, "none"].gain_se is None
+    assert l2.test_std is None and l2.gain == pytest.approx(-0.01)
+    assert l2.gain_se is None  # one run has no spread
+    assert l2_20.gain is None and l2_20.val_mean is None  # no baseline at that size, no validation pool
+
+    # 'none' comes first whatever the order asked for; then that order; then the rest by name.
+    assert [s.method for s in summarize(read, ["l2", "gaussian"])][:3] == ["none", "l2", "gaussian"]
+
+    text = summary_markdown(read, ["none", "gaussian", "l2"])
     assert "| none | 3 | 42.00 ± 2.00 | 50.00 | — | 11.0 |" in text
     assert "| gaussian | 2 | 47.00 ± 2.83 | 50.00 | +5.00 ± 2.31 | 10.5 |" in text
-    assert "| l2 | 1 | 41.00 | 50.00 | -1.00 | 10.0 |" in text
-    assert text.index("| none |") < text.index("| gaussian |") < text.index("| l2 |")
+    assert "| l2 | 1 | 41.00 ± n/a | 50.00 | -1.00 ± n/a | 10.0 |" in text
+    assert "| l2 | 2 | 62.00 ± 2.83 | — | — | 10.5 |" in text
+    assert text.index("| none |") < text.index("| gaussian |") < text.index("| l2 | 1")
+
+
+HEADER = "method,images_per_class,split_seed,test_acc,val_acc,wall_time_s,config_hash,run_dir"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("none,5,0,high,0.5,1.0,h,d", r"bad\.csv, line 3: column 'test_acc' is 'high'; expected a fraction"),
+        ("none,5,0,42.0,0.5,1.0,h,d", r"line 3: column 'test_acc' is '42.0'; expected a fraction in \[0, 1\]"),
+        ("none,all,0,0.4,0.5,1.0,h,d", r"line 3: column 'images_per_class' is 'all'; expected a positive integer"),
+        ("none,5,x,0.4,0.5,1.0,h,d", r"line 3: column 'split_seed' is 'x'"),
+        ("none,5,0,0.4,0.5,,h,d", r"line 3: column 'wall_time_s' is ''"),
+        ("none,5,0,0.4,nan,1.0,h,d", r"line 3: column 'val_acc' is 'nan'"),
+    ],
+)
+def test_malformed_results_csv_names_line_and_column(tmp_path, body, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"{HEADER}\nnone,5,1,0.4,0.5,1.0,h,ok\n{body}\n")
+    with pytest.raises(UserError, match=message):
+        read_results_csv(path)
+
+
+def test_results_csv_missing_columns_or_file(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("method,images_per_class,test_acc\nnone,5,0.3\n")
+    with pytest.raises(UserError, match=r"old\.csv lacks columns \['split_seed', 'val_acc'"):
+        read_results_csv(path)
+    with pytest.raises(UserError, match="does not exist"):
+        read_results_csv(tmp_path / "nope.csv")
 
 
 def test_results_csv_has_the_documented_columns(tmp_path, methods_file):

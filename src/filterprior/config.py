@@ -98,6 +98,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen)
     filter_pictures: bool = True  # filter grids of the first conv layer at start and end
     progress: bool = True  # tqdm bars (switched off anyway when stdout is not a terminal)
 

@@ -11,7 +11,6 @@ from filterprior.report.plots import (
     read_metrics_csv,
     write_confusion_csv,
 )
-from filterprior.report.results import read_results, results_table
 
 __all__ = [
     "build_report",
@@ -22,7 +21,5 @@ __all__ = [
     "plot_filter_grid",
     "read_confusion_csv",
     "read_metrics_csv",
-    "read_results",
-    "results_table",
     "write_confusion_csv",
 ]

@@ -25,10 +25,19 @@ from filterprior.report.plots import (
     curves_png_bytes,
     read_confusion_csv,
 )
-from filterprior.report.results import BASELINE, accuracy_scale, read_results, results_table, size_key
+from filterprior.study.tables import (
+    BASELINE,
+    SUMMARY_HEADER,
+    ResultRow,
+    SummaryRow,
+    percent,
+    read_results_csv,
+    summarize,
+    summary_cells,
+)
 from filterprior.utils import atomic_write_text
 
-__all__ = ["build_report", "results_table"]
+__all__ = ["build_report"]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -120,15 +129,10 @@ def _table(header: list[str], rows: list[list[Any]], text_columns: int = 1, clas
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _mean_pm(mean: float, std: float, scale: float) -> str:
-    if mean is None or not math.isfinite(mean):
-        return "–"
-    spread = f"{std * scale:.2f}" if std is not None and math.isfinite(std) else "n/a"
-    return f"{mean * scale:.2f} ± {spread}"
-
-
-def _size_label(size: int | None) -> str:
-    return "all" if size is None else str(size)
+def _accuracy_scale(values: list[float]) -> float:
+    """For a run's metrics.json: 100 when every accuracy is a fraction in [0, 1] (shown as %), else 1."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return 100.0 if finite and max(abs(v) for v in finite) <= 1.0 else 1.0
 
 
 def _markdown(text: str) -> str:
@@ -194,62 +198,48 @@ def _run_confusion(page: _Page, run: Path, title: str) -> bytes | None:
 # ------------------------------------------------------------------------------------------ study
 
 
-def _pick_representatives(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _pick_representatives(rows: list[ResultRow], table: list[SummaryRow]) -> dict[str, Any] | None:
     """The smallest size, the best prior there (highest mean test accuracy) and a seed both share."""
     if not rows:
         return None
-    size = min({r["images_per_class"] for r in rows}, key=size_key)
-    at_size = [e for e in table if e["images_per_class"] == size and e["method"] != BASELINE]
-    best = max(at_size, key=lambda e: e["test_acc_mean"])["method"] if at_size else None
+    size = min(r.images_per_class for r in rows)
+    at_size = [s for s in table if s.images_per_class == size and s.method != BASELINE]
+    best = max(at_size, key=lambda s: s.test_mean).method if at_size else None
     methods = [m for m in (BASELINE, best) if m is not None]
-    seeds_by_method = [{r["split_seed"] for r in rows if r["method"] == m and r["images_per_class"] == size}
+    seeds_by_method = [{r.split_seed for r in rows if r.method == m and r.images_per_class == size}
                        for m in methods]
     shared = set.intersection(*seeds_by_method) if seeds_by_method else set()
     pool = shared or set.union(*seeds_by_method)
-    seed = min(pool, key=lambda s: (s is None, s)) if pool else None
+    seed = min(pool) if pool else None
     runs = {}
     for method in methods:
-        match = [r for r in rows if r["method"] == method and r["images_per_class"] == size and r["split_seed"] == seed]
+        match = [r for r in rows if r.method == method and r.images_per_class == size and r.split_seed == seed]
         if match:
             runs[method] = match[0]
     return {"size": size, "seed": seed, "best": best, "runs": runs}
 
 
-def _results_section(page: _Page, table: list[dict[str, Any]], scale: float) -> None:
-    unit = " (%)" if scale == 100 else ""
-    best_at: dict[Any, float] = {}
-    for e in table:
-        best_at[e["images_per_class"]] = max(best_at.get(e["images_per_class"], -math.inf), e["test_acc_mean"])
-    rows, classes = [], []
-    for e in table:
-        gain = "–" if e["gain"] is None else (
-            f"{e['gain'] * scale:+.2f} ± " + (f"{e['gain_se'] * scale:.2f}" if math.isfinite(e["gain_se"]) else "n/a"))
-        time = f"{e['wall_time_s_mean']:.1f}" if math.isfinite(e["wall_time_s_mean"]) else "–"
-        rows.append([_size_label(e["images_per_class"]), e["method"], e["n"],
-                     _mean_pm(e["test_acc_mean"], e["test_acc_std"], scale), gain,
-                     _mean_pm(e["val_acc_mean"], e["val_acc_std"], scale), time])
-        classes.append("best" if e["test_acc_mean"] == best_at[e["images_per_class"]] else "")
-    header = ["images/class", "method", "n", f"test acc{unit}", f"gain over {BASELINE} ± SE",
-              f"val acc{unit}", "wall time (s)"]
+def _results_section(page: _Page, table: list[SummaryRow]) -> None:
+    # The cells come from study.tables.summary_cells, as in summary.md: the two can never disagree.
+    best_at: dict[int, float] = {}
+    for s in table:
+        best_at[s.images_per_class] = max(best_at.get(s.images_per_class, -math.inf), s.test_mean)
+    rows = [[s.images_per_class, *summary_cells(s)] for s in table]
+    classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in table]
     page.add("<h2>Results</h2>")
-    page.add('<p class="note">Mean ± sample std over split seeds; the gain over '
+    page.add('<p class="note">Mean ± sample std over split seeds (n/a: a single seed); the gain over '
              f"<b>{BASELINE}</b> at the same size has standard error √(s²ₐ/nₐ + s²ᵦ/nᵦ). "
              "Bold: best mean test accuracy at that size.</p>")
-    page.add(_table(header, rows, text_columns=2, classes=classes))
-
-
-def _run_order(row: dict[str, Any]) -> tuple:
-    return size_key(row["images_per_class"]), row["method"], row["split_seed"] or 0
+    page.add(_table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
 
 
 def _study_page(page: _Page) -> str:
     root = page.root
     results_csv = root / "results.csv"
-    table = results_table(results_csv)  # a broken results.csv is the user's error, not a missing piece
-    rows = read_results(results_csv)
-    scale = accuracy_scale([r["test_acc"] for r in rows])
+    rows = read_results_csv(results_csv)  # a broken results.csv is the user's error, not a missing piece
+    table = summarize(rows)
     if table:
-        _results_section(page, table, scale)
+        _results_section(page, table)
     else:
         page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")
     if (root / "summary.md").is_file():
@@ -262,8 +252,8 @@ def _study_page(page: _Page) -> str:
 
     chosen = _pick_representatives(rows, table)
     if chosen:
-        runs = {m: root / r["run_dir"] for m, r in chosen["runs"].items() if r["run_dir"]}
-        where = f"{_size_label(chosen['size'])} images per class, split seed {chosen['seed']}"
+        runs = {m: root / r.run_dir for m, r in chosen["runs"].items() if r.run_dir}
+        where = f"{chosen['size']} images per class, split seed {chosen['seed']}"
         filters = [_figure(page.png_file(root / "bank.png"), "filter bank (the prior's real kernels)")]
         if BASELINE in runs:
             filters.append(_figure(page.png_file(runs[BASELINE] / "filters_start.png"), f"{BASELINE}: start"))
@@ -278,7 +268,7 @@ def _study_page(page: _Page) -> str:
             metrics = _read_json(page, run / "metrics.json")
             headline = ""
             if metrics and isinstance(metrics.get("test_acc"), (int, float)):
-                headline = f" — test accuracy {metrics['test_acc'] * scale:.2f}{'%' if scale == 100 else ''}"
+                headline = f" — test accuracy {percent(metrics['test_acc'])}%"
             curves = _figure(_run_curves(page, run), f"{label}: curves", wide=True)
             confusion = _figure(_run_confusion(page, run, label), f"{label}: test confusion matrix")
             if curves or confusion:
@@ -286,12 +276,11 @@ def _study_page(page: _Page) -> str:
                          f"{_esc(page.name(run))}</p>" + _row([curves, confusion]))
 
     if rows:
-        all_rows = [[r["method"], _size_label(r["images_per_class"]), r["split_seed"], f"{r['test_acc'] * scale:.2f}",
-                     "–" if r["val_acc"] is None else f"{r['val_acc'] * scale:.2f}",
-                     "–" if r["wall_time_s"] is None else f"{r['wall_time_s']:.1f}", r["config_hash"], r["run_dir"]]
-                    for r in sorted(rows, key=_run_order)]
+        ordered = sorted(rows, key=lambda r: (r.images_per_class, r.method, r.split_seed))
+        all_rows = [[r.method, r.images_per_class, r.split_seed, percent(r.test_acc), percent(r.val_acc),
+                     f"{r.wall_time_s:.1f}", r.config_hash, r.run_dir] for r in ordered]
         page.add(f"<h2>All runs</h2><details><summary>{len(rows)} finished runs</summary>"
-                 + _table(["method", "images/class", "split seed", "test acc", "val acc", "wall time (s)",
+                 + _table(["method", "images/class", "split seed", "test acc (%)", "val acc (%)", "wall time (s)",
                            "config hash", "run dir"], all_rows, text_columns=2) + "</details>")
     return f"filterprior study: {root.name}"
 
@@ -307,7 +296,7 @@ def _single_run_page(page: _Page) -> str:
         raise UserError(f"{run / 'metrics.json'} is not readable JSON ({exc}); expected the run's metrics") from None
     if not isinstance(metrics, dict):
         raise UserError(f"{run / 'metrics.json'}: expected a JSON object of metrics")
-    scale = accuracy_scale([v for k, v in metrics.items() if k.endswith("_acc") and isinstance(v, (int, float))])
+    scale = _accuracy_scale([v for k, v in metrics.items() if k.endswith("_acc") and isinstance(v, (int, float))])
     keys = ["test_acc", "val_acc", "test_loss", "val_loss", "model", "prior", "images_per_class", "split_seed",
             "epochs", "steps", "params", "wall_time_s"]
     summary = []

@@ -16,7 +16,7 @@ import numpy as np
 
 from filterprior.errors import UserError
 from filterprior.report.figures import figure_png_bytes, new_figure, save_figure
-from filterprior.report.results import accuracy_scale, method_order, read_results, size_key
+from filterprior.study.tables import order_methods, read_results_csv, summarize
 from filterprior.utils import atomic_write_text
 
 # ------------------------------------------------------------------------------------------- curves
@@ -191,30 +191,27 @@ def read_confusion_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 
 
 def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
-    rows = [r for r in read_results(results_csv) if r["images_per_class"] is not None]
+    rows = read_results_csv(results_csv)
     if not rows:
-        raise UserError(f"{results_csv}: no finished runs with a numeric images_per_class to plot")
-    scale = accuracy_scale([r["test_acc"] for r in rows])
-    methods = method_order(rows)
-    sizes = sorted({r["images_per_class"] for r in rows}, key=size_key)
+        raise UserError(f"{results_csv}: no finished runs to plot")
+    table = summarize(rows)  # the same means and stds as summary.md and the HTML table
+    methods = order_methods(r.method for r in rows)
+    sizes = sorted({r.images_per_class for r in rows})
     fig = new_figure(7.5, 4.8)
     ax = fig.subplots()
     for index, method in enumerate(methods):
         # A small multiplicative offset per method keeps error bars at the same size from overlapping.
         offset = 1 + 0.03 * (index - (len(methods) - 1) / 2)
-        xs, means, stds = [], [], []
-        for size in sizes:
-            values = [r["test_acc"] * scale for r in rows if r["method"] == method and r["images_per_class"] == size]
-            if values:
-                xs.append(size * offset)
-                means.append(np.mean(values))
-                stds.append(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+        cells = [s for s in table if s.method == method]
+        xs = [s.images_per_class * offset for s in cells]
+        means = [100 * s.test_mean for s in cells]
+        stds = [0.0 if s.test_std is None else 100 * s.test_std for s in cells]  # one seed: no bar
         ax.errorbar(xs, means, yerr=stds, label=method, marker="o", markersize=4, capsize=3)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.minorticks_off()
     ax.set_xlabel("images per class (log scale)")
-    ax.set_ylabel("test accuracy" + (" (%)" if scale == 100 else ""))
+    ax.set_ylabel("test accuracy (%)")
     ax.set_title("test accuracy: mean ± std over split seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

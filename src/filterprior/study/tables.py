@@ -1,6 +1,9 @@
 """The study's tables: results.csv (one row per finished cell) and summary.md (mean ± std per method).
 
-Accuracies in metrics.json and results.csv are fractions in [0, 1]; summary.md shows them in %.
+The one source of results.csv's reading, statistics and cell formatting: the HTML report
+(filterprior.report.html) uses read_results_csv, summarize and summary_cells too, so it always shows the
+same numbers as summary.md. Accuracies in metrics.json and results.csv are fractions in [0, 1]; the tables
+show them in %.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from filterprior.errors import UserError
 from filterprior.utils import atomic_write_text
@@ -105,32 +108,74 @@ def write_results_csv(rows: Sequence[ResultRow], path: str | Path) -> Path:
     return Path(path)
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN; summary.md and the report show fractions as %
+        raise ValueError(text)
+    return value
+
+
+def _wall_time(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < math.inf:
+        raise ValueError(text)
+    return value
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _name(text: str) -> str:
+    if not text:
+        raise ValueError(text)
+    return text
+
+
+# column -> (parser, what is expected); empty val_acc means the run had no validation pool
+_PARSERS = {
+    "method": (_name, "a method name"),
+    "images_per_class": (_size, "a positive integer"),
+    "split_seed": (int, "an integer"),
+    "test_acc": (_fraction, "a fraction in [0, 1]"),
+    "val_acc": (lambda t: _fraction(t) if t else None, "a fraction in [0, 1] or empty"),
+    "wall_time_s": (_wall_time, "a number of seconds >= 0"),
+    "config_hash": (str, "text"),
+    "run_dir": (str, "text"),
+}
+
+
 def read_results_csv(path: str | Path) -> list[ResultRow]:
+    """The finished runs in a study's results.csv, in file order; rows with an empty test_acc are skipped.
+
+    This is the one reader of results.csv: summary.md and the HTML report both go through it.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"results file {path} does not exist")
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = sorted(set(RESULT_COLUMNS) - set(reader.fieldnames or []))
+        missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise UserError(f"results file {path} lacks columns {missing}; expected {RESULT_COLUMNS}")
         rows = []
-        for line, record in enumerate(reader, start=2):
-            try:
-                rows.append(
-                    ResultRow(
-                        method=record["method"],
-                        images_per_class=int(record["images_per_class"]),
-                        split_seed=int(record["split_seed"]),
-                        test_acc=float(record["test_acc"]),
-                        val_acc=float(record["val_acc"]) if record["val_acc"] else None,
-                        wall_time_s=float(record["wall_time_s"]),
-                        config_hash=record["config_hash"],
-                        run_dir=record["run_dir"],
-                    )
-                )
-            except ValueError as exc:
-                raise UserError(f"results file {path}, line {line}: {exc}") from exc
+        for record in reader:
+            line = reader.line_num  # the file's own line number, also past quoted newlines
+            if not (record.get("test_acc") or "").strip():
+                continue  # a run that has not finished yet
+            values = {}
+            for column, (parse, expected) in _PARSERS.items():
+                text = (record.get(column) or "").strip()
+                try:
+                    values[column] = parse(text)
+                except ValueError:
+                    raise UserError(
+                        f"results file {path}, line {line}: column {column!r} is {text!r}; expected {expected}"
+                    ) from None
+            rows.append(ResultRow(**values))
     return rows
 
 
@@ -169,13 +214,19 @@ class SummaryRow:
     wall_mean: float
 
 
+def order_methods(methods: Iterable[str], preferred: Sequence[str] = ()) -> list[str]:
+    """The methods present: the baseline first, then those in `preferred` in its order, then by name."""
+    rank = {name: i for i, name in enumerate([BASELINE, *preferred])}
+    return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
+
+
 def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> list[SummaryRow]:
-    """One row per (images per class, method): sizes ascending, methods in method_order then by name."""
-    rank = {name: i for i, name in enumerate(method_order)}
+    """One row per (images per class, method): sizes ascending, methods as order_methods puts them."""
+    rank = {name: i for i, name in enumerate(order_methods((r.method for r in rows), method_order))}
     groups: dict[tuple[int, str], list[ResultRow]] = {}
     for row in rows:
         groups.setdefault((row.images_per_class, row.method), []).append(row)
-    ordered = sorted(groups, key=lambda k: (k[0], rank.get(k[1], len(rank)), k[1]))
+    ordered = sorted(groups, key=lambda k: (k[0], rank[k[1]]))
     summary = []
     for size, method in ordered:
         group = groups[(size, method)]
@@ -202,17 +253,31 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> li
     return summary
 
 
-# ---------------------------------------------------------------------------------------- markdown
+# ---------------------------------------------------------- cells (summary.md and the HTML report)
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
+def percent(value: float | None) -> str:
+    """A fraction as % with two decimals; '—' when there is no value."""
+    if value is None:
+        return "—"
+    text = f"{100 * value:.2f}"
+    return "0.00" if text == "-0.00" else text  # a float-noise gain of -1e-17 is no loss
 
 
 def _pm(value: float | None, spread: float | None) -> str:
     if value is None:
         return "—"
-    return _pct(value) if spread is None else f"{_pct(value)} ± {_pct(spread)}"
+    return f"{percent(value)} ± {'n/a' if spread is None else percent(spread)}"  # n/a: a single seed
+
+
+SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", f"gain over {BASELINE} (pp)", "wall time (s)"]
+
+
+def summary_cells(s: SummaryRow) -> list[str]:
+    """The row's cells under SUMMARY_HEADER; summary.md and the HTML report both show exactly these."""
+    gain = _pm(s.gain, s.gain_se)
+    gain = gain if gain.startswith(("-", "—")) else "+" + gain
+    return [s.method, str(s.n), _pm(s.test_mean, s.test_std), percent(s.val_mean), gain, f"{s.wall_mean:.1f}"]
 
 
 def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> str:
@@ -222,6 +287,7 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
         "Test accuracy in %: mean ± sample std over split seeds (n runs). Gain: difference in mean test",
         f"accuracy over `{BASELINE}` at the same size, in percentage points, ± its standard error",
         "sqrt(sa²/na + sb²/nb). Val: mean accuracy on the fixed validation pool. Wall time per run.",
+        "n/a: a single seed has no spread.",
     ]
     if not rows:
         return "\n".join(lines + ["", "No finished runs yet.", ""])
@@ -233,14 +299,10 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
                 "",
                 f"## {current} images per class",
                 "",
-                f"| method | n | test acc (%) | val acc (%) | gain over {BASELINE} (pp) | wall time (s) |",
-                "|---|---:|---:|---:|---:|---:|",
+                "| " + " | ".join(SUMMARY_HEADER) + " |",
+                "|---|" + "---:|" * (len(SUMMARY_HEADER) - 1),
             ]
-        gain = "—" if s.gain is None else ("+" if s.gain >= 0 else "") + _pm(s.gain, s.gain_se)
-        lines.append(
-            f"| {s.method} | {s.n} | {_pm(s.test_mean, s.test_std)} | {_pct(s.val_mean)} | {gain} "
-            f"| {s.wall_mean:.1f} |"
-        )
+        lines.append("| " + " | ".join(summary_cells(s)) + " |")
     return "\n".join(lines) + "\n"
 
 

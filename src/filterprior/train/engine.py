@@ -9,7 +9,6 @@ ends exactly where an uninterrupted run would.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,33 +236,35 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
     from filterprior.report.plots import plot_confusion, plot_curves, write_confusion_csv
 
     num_classes = len(prep.classes)
-    test = evaluate(model, prep.test_loader, num_classes)
     val: EvalResult | None = evaluate(model, prep.val_loader, num_classes) if prep.val_loader is not None else None
-    write_confusion_csv(test.confusion, prep.classes, run_dir / "confusion.csv")
-    plot_confusion(test.confusion, prep.classes, run_dir / "confusion.png", title=f"test accuracy {100 * test.acc:.2f}%")
+    test: EvalResult | None = evaluate(model, prep.test_loader, num_classes) if cfg.test else None
+    if test is not None:
+        write_confusion_csv(test.confusion, prep.classes, run_dir / "confusion.csv")
+        plot_confusion(test.confusion, prep.classes, run_dir / "confusion.png",
+                       title=f"test accuracy {100 * test.acc:.2f}%")
     plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     if cfg.filter_pictures:
         _save_filter_picture(model, run_dir / "filters_end.png", "first conv layer, end")
     export_weights(model, run_dir / "weights.safetensors", {
         "model": cfg.model.name, "options": cfg.model.options, "num_classes": num_classes,
         "classes": prep.classes, "mean": list(prep.mean), "std": list(prep.std),
-        "image_size": cfg.data.image_size, "dataset": cfg.data.dataset, "test_acc": test.acc,
+        "image_size": cfg.data.image_size, "dataset": cfg.data.dataset, "test_acc": test.acc if test else None,
     })
     metrics = {
-        "test_acc": test.acc, "test_loss": test.loss,
+        "test_acc": test.acc if test else None, "test_loss": test.loss if test else None,
         "val_acc": val.acc if val else None, "val_loss": val.loss if val else None,
-        "per_class_acc": dict(zip(prep.classes, test.per_class_acc)), "classes": prep.classes,
+        "per_class_acc": dict(zip(prep.classes, test.per_class_acc)) if test else None, "classes": prep.classes,
         "epochs": cfg.epochs, "steps": step, "wall_time_s": elapsed,
         "images_per_class": prep.images_per_class, "split_seed": cfg.data.split_seed,
         "train_images": len(prep.train_loader.labels), "test_images": int(len(prep.test_loader.labels)),
         "model": cfg.model.name, "prior": cfg.prior.name, "params": count_parameters(model),
         "config_hash": config_hash(cfg),
     }
-    if any(not math.isfinite(v) for v in (test.loss,)):
-        say("warning: the test loss is not finite")
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    val_text = f", validation pool {100 * val.acc:.2f}%" if val else ""
-    say(f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images){val_text}; run dir {run_dir}")
+    parts = [f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images)"] if test else ["test set not evaluated"]
+    if val:
+        parts.append(f"validation pool {100 * val.acc:.2f}% ({len(prep.val_loader.labels)} images)")
+    say("; ".join(parts) + f"; run dir {run_dir}")
     return metrics
 
 

@@ -1,0 +1,66 @@
+"""Tune the small-data recipe on the validation pool only; the test set is never evaluated here.
+
+    FILTERPRIOR_DATA=../shared/data .venv/bin/python benchmarks/tune_small_data.py \
+        --candidate "base:" --candidate "lr0.1:optim.lr=0.1" [--split-seeds 0,1] [--base CONFIG]
+
+Each candidate is `name:key=value,key=value` applied on top of the base config (default: the packaged
+small-data recipe). Every candidate runs on the same split seeds with `test=false`; the table gives the
+mean ± std of validation-pool accuracy (CIFAR-10: 5,000 training images that no subset uses). Rows are
+appended to benchmarks/results/tuning.csv with the date, so earlier sweeps stay on record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+from filterprior.config import apply_overrides, load_config
+from filterprior.priors.collect import packaged_config
+from filterprior.train import train
+
+RESULTS = Path(__file__).parent / "results" / "tuning.csv"
+
+
+def parse_candidate(text: str) -> tuple[str, list[str]]:
+    name, _, rest = text.partition(":")
+    return name, [item for item in rest.split(",") if item]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidate", action="append", required=True, help="name:key=value,key=value")
+    parser.add_argument("--split-seeds", default="0,1")
+    parser.add_argument("--base", default=str(packaged_config("small-data.yaml")))
+    parser.add_argument("--runs", default="runs/tuning", help="where the tuning runs go")
+    parser.add_argument("--tag", default="", help="a word saved with the rows (which sweep)")
+    args = parser.parse_args()
+    base = load_config(args.base)
+    seeds = [int(s) for s in args.split_seeds.split(",")]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not RESULTS.exists()
+    with RESULTS.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(["date", "tag", "candidate", "overrides", "split_seed", "val_acc", "wall_time_s"])
+        for text in args.candidate:
+            name, overrides = parse_candidate(text)
+            accs = []
+            for seed in seeds:
+                cfg = apply_overrides(base, overrides + [f"data.split_seed={seed}", f"seed={seed}", "test=false",
+                                                         "filter_pictures=false", "progress=false"])
+                run_dir = Path(args.runs) / f"{args.tag or 'sweep'}-{name}-split{seed}"
+                metrics = train(cfg, run_dir, quiet=True)
+                accs.append(metrics["val_acc"])
+                writer.writerow([time.strftime("%Y-%m-%d"), args.tag, name, " ".join(overrides), seed,
+                                 f"{metrics['val_acc']:.4f}", f"{metrics['wall_time_s']:.1f}"])
+                handle.flush()
+            spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            print(f"{name:<28} val {100 * statistics.mean(accs):5.2f} ± {100 * spread:4.2f}  "
+                  f"({len(accs)} splits, {metrics['wall_time_s']:.0f} s/run)  {' '.join(overrides)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
