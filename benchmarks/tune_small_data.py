@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import statistics
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ RESULTS = Path(__file__).parent / "results" / "tuning.csv"
 
 def parse_candidate(text: str) -> tuple[str, list[str]]:
     name, _, rest = text.partition(":")
-    return name, [item for item in rest.split(",") if item]
+    return name, [item for item in re.split(r",(?![^\[]*\])", rest) if item]  # not inside [..]
 
 
 def main() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--base", default=str(packaged_config("small-data.yaml")))
     parser.add_argument("--runs", default="runs/tuning", help="where the tuning runs go")
     parser.add_argument("--tag", default="", help="a word saved with the rows (which sweep)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = parser.parse_args()
     base = load_config(args.base)
     seeds = [int(s) for s in args.split_seeds.split(",")]
@@ -50,7 +52,8 @@ def main() -> None:
             accs = []
             for seed in seeds:
                 cfg = apply_overrides(base, overrides + [f"data.split_seed={seed}", f"seed={seed}", "test=false",
-                                                         "filter_pictures=false", "progress=false"])
+                                                         "filter_pictures=false", "progress=false",
+                                                         f"threads={args.threads}"])
                 run_dir = Path(args.runs) / f"{args.tag or 'sweep'}-{name}-split{seed}"
                 metrics = train(cfg, run_dir, quiet=True)
                 accs.append(metrics["val_acc"])

@@ -279,12 +279,17 @@ def describe_bank(bank: FilterBank) -> str:
 def show_bank(
     path: str | Path, picture_path: str | Path, layer: str | None = None, count: int = 64, seed: int = 0
 ) -> str:
-    """Return the bank's summary text and draw `count` random kernel slices of one layer (default: first)."""
+    """Return the bank's summary text and draw `count` random kernels of one layer (default: first).
+
+    An RGB layer is drawn as whole colour filters, as the run directories draw a model's first layer,
+    so the bank's picture and a run's filters_start/end.png can be compared side by side.
+    """
     from filterprior.report.filters import plot_filter_grid
 
     bank = load_bank(path)
     layer = layer or bank.layer_names[0]
-    kernels = bank.sample(layer, count, "slice", torch.Generator().manual_seed(seed))
+    view = "filter" if bank.filters(layer).shape[1] == 3 else "slice"
+    kernels = bank.sample(layer, count, view, torch.Generator().manual_seed(seed))
     plot_filter_grid(kernels, picture_path, title=f"{Path(path).name}: {layer}", max_kernels=count)
     return describe_bank(bank)
 
