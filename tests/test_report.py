@@ -27,7 +27,9 @@ from filterprior.report import (
     read_confusion_csv,
     write_confusion_csv,
 )
-from filterprior.study.tables import read_results_csv, write_summary
+from filterprior.report.html import _markdown
+from filterprior.report.plots import _confusion_title
+from filterprior.study.tables import read_results_csv, summary_markdown, write_summary
 
 CLASSES = ["airplane", "automobile", "bird", "cat"]
 
@@ -136,6 +138,10 @@ def test_confusion_csv_round_trip_and_picture(tmp_path):
     assert read_classes == classes and np.array_equal(read_matrix, matrix)
     image = _rgb(plot_confusion(matrix, classes, tmp_path / "confusion.png", title="test"))
     assert image.std() > 10
+    # The accuracy is stated once: added to a plain title, left alone when the title has it (the engine's).
+    assert _confusion_title(matrix, "test") == "test — accuracy 72.7%"
+    assert _confusion_title(matrix, None) == "accuracy 72.7%"
+    assert _confusion_title(matrix, "test accuracy 72.73%") == "test accuracy 72.73%"
     with pytest.raises(UserError, match="does not match 2 classes"):
         plot_confusion(matrix, ["a", "b"], tmp_path / "bad.png")
 
@@ -155,6 +161,20 @@ def test_accuracy_vs_size_plot(study, tmp_path):
     image = _rgb(plot_accuracy_vs_size(study / "results.csv", tmp_path / "acc.png"))
     assert image.shape[0] > 200 and image.std() > 10
     assert plt.get_fignums() == []
+
+
+def test_accuracy_plot_of_a_single_size_is_bars(tmp_path, monkeypatch):
+    (tmp_path / "results.csv").write_text(
+        "method,images_per_class,split_seed,test_acc,val_acc,wall_time_s,config_hash,run_dir\n"
+        "none,10,0,0.178,,0.8,h,a\ngaussian,10,0,0.181,,0.9,h,b\ngaussian,10,1,0.20,,0.9,h,c\n")
+    from matplotlib.axes import Axes
+
+    bars = []
+    original = Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda self, *args, **kwargs: bars.append(kwargs) or original(self, *args, **kwargs))
+    image = _rgb(plot_accuracy_vs_size(tmp_path / "results.csv", tmp_path / "acc.png"))
+    assert image.shape[0] > 200 and image.std() > 10
+    assert len(bars) == 1 and len(bars[0]["yerr"]) == 2 # one bar per method, std over seeds as error bars
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -199,14 +219,32 @@ def _html_tables(text: str) -> list[list[list[str]]]:
 
 
 def test_report_table_shows_the_same_cells_as_summary_md(study, tmp_path):
-    results, *summary_tables = _html_tables(build_report(study, tmp_path / "report.html").read_text())[:3]
+    text = build_report(study, tmp_path / "report.html").read_text()
+    results = _html_tables(text)[0]
     assert [row[:2] for row in results[1:]] == [
         ["5", "none"], ["5", "adversarial"], ["5", "mmd"], ["20", "none"], ["20", "adversarial"], ["20", "mmd"]]
-    # summary.md (rendered in the page, one table per size) has the same rows but for the size column.
+    # summary.md (one table per size) has the same rows but for the size column; the page does not repeat it.
+    summary_tables = _html_tables(_markdown((study / "summary.md").read_text()))
     from_summary = [row for table in summary_tables for row in table[1:]]
     assert [row[1:] for row in results[1:]] == from_summary
+    assert "Study summary" not in text and text.count("<table>") == 2  # results + the (folded) list of all runs
+    assert text.count("fixed validation pool") == 1  # the explanation once, under Results
     assert results[1] == ["5", "none", "3", "32.00 ± 2.00", "31.00", "—", "11.0"]  # no gain over itself
     assert results[2] == ["5", "adversarial", "3", "38.00 ± 3.00", "37.00", "+6.00 ± 2.08", "11.0"]
+
+
+def test_summary_md_prose_is_one_paragraph(tmp_path):
+    page = _markdown(summary_markdown([]))
+    assert page.count("<p>") == 2  # the explanation (wrapped over four lines) and "No finished runs yet."
+    assert "over <code>none</code> at the same size" in page and "<h2>Study summary</h2>" in page
+    # A study with no finished runs has no results table: the page shows summary.md instead.
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / "results.csv").write_text(
+        "method,images_per_class,split_seed,test_acc,val_acc,wall_time_s,config_hash,run_dir\n")
+    write_summary([], root / "summary.md")
+    text = build_report(root, tmp_path / "fresh.html").read_text()
+    assert "No finished runs in results.csv yet" in text and "<h2>Study summary</h2>" in text
 
 
 def test_report_of_a_broken_results_csv_names_line_and_column(tmp_path):

@@ -406,3 +406,20 @@ def test_end_to_end_with_the_real_engine(tmp_path):
     assert all(0.0 <= r.test_acc <= 1.0 and r.wall_time_s > 0 for r in rows)
     assert (out / "none/n5/split1/config.yaml").is_file()
     assert "| none | 2 |" in (out / "summary.md").read_text()
+
+
+def test_epochs_by_size_sets_each_cells_epochs():
+    from filterprior.config import TrainConfig
+    from filterprior.study.cli import parse_epochs_by_size
+    from filterprior.study.grid import Cell, cell_config
+    from filterprior.study.methods import load_methods
+
+    none = load_methods()["none"]
+    mapping = parse_epochs_by_size("50=80,100=40")
+    assert mapping == {50: 80, 100: 40}
+    base = TrainConfig(epochs=200)
+    assert cell_config(base, Cell(none, 10, 0), mapping).epochs == 200
+    assert cell_config(base, Cell(none, 50, 0), mapping).epochs == 80
+    assert cell_config(base, Cell(none, 100, 1), mapping).epochs == 40
+    with pytest.raises(UserError, match="N=E"):
+        parse_epochs_by_size("50:80")

@@ -135,29 +135,46 @@ def _accuracy_scale(values: list[float]) -> float:
     return 100.0 if finite and max(abs(v) for v in finite) <= 1.0 else 1.0
 
 
+def _inline(text: str) -> str:
+    """Escaped text with `code` spans."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _esc(text))
+
+
 def _markdown(text: str) -> str:
-    """Just enough Markdown for the study's summary.md: pipe tables, headings and paragraphs."""
+    """Just enough Markdown for the study's summary.md: pipe tables, headings and paragraphs.
+
+    Consecutive text lines are one paragraph (summary.md wraps its prose), as Markdown has it.
+    """
     out: list[str] = []
     table: list[list[str]] = []
+    paragraph: list[str] = []
 
     def flush() -> None:
         if table:
             out.append(_table(table[0], table[1:], text_columns=len(table[0])))
             table.clear()
+        if paragraph:
+            out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
+            paragraph.clear()
 
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("|"):
+            if paragraph:
+                flush()
             cells = [c.strip() for c in stripped.strip("|").split("|")]
             if not all(re.fullmatch(r":?-+:?", c) for c in cells):  # the |---| separator row
                 table.append(cells)
             continue
+        if stripped and not stripped.startswith("#"):
+            if table:
+                flush()
+            paragraph.append(stripped)
+            continue
         flush()
         if heading := re.match(r"(#{1,6})\s+(.*)", stripped):
-            level = min(len(heading.group(1)) + 2, 6)
-            out.append(f"<h{level}>{_esc(heading.group(2))}</h{level}>")
-        elif stripped:
-            out.append(f"<p>{_esc(stripped)}</p>")
+            level = min(len(heading.group(1)) + 1, 6)  # the file's title is a section of the page
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
     flush()
     return "\n".join(out)
 
@@ -186,11 +203,15 @@ def _run_curves(page: _Page, run: Path) -> bytes | None:
 
 
 def _run_confusion(page: _Page, run: Path, title: str) -> bytes | None:
+    # Redrawn from confusion.csv where there is one, so every report shows the current picture (older
+    # runs' confusion.png titles stated the accuracy twice); the PNG is the fallback.
+    if (run / "confusion.csv").is_file():
+        drawn = page.attempt(f"confusion from {page.name(run / 'confusion.csv')}",
+                             lambda: confusion_png_bytes(*read_confusion_csv(run / "confusion.csv"), title=title))
+        if drawn is not None or not (run / "confusion.png").is_file():
+            return drawn
     if (run / "confusion.png").is_file():
         return page.png_file(run / "confusion.png")
-    if (run / "confusion.csv").is_file():
-        return page.attempt(f"confusion from {page.name(run / 'confusion.csv')}",
-                            lambda: confusion_png_bytes(*read_confusion_csv(run / "confusion.csv"), title=title))
     page.left_out.append(f"{page.name(run)}: confusion matrix (no confusion.png or confusion.csv)")
     return None
 
@@ -227,9 +248,10 @@ def _results_section(page: _Page, table: list[SummaryRow]) -> None:
     rows = [[s.images_per_class, *summary_cells(s)] for s in table]
     classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in table]
     page.add("<h2>Results</h2>")
-    page.add('<p class="note">Mean ± sample std over split seeds (n/a: a single seed); the gain over '
-             f"<b>{BASELINE}</b> at the same size has standard error √(s²ₐ/nₐ + s²ᵦ/nᵦ). "
-             "Bold: best mean test accuracy at that size.</p>")
+    page.add('<p class="note">Test accuracy: mean ± sample std over the n split seeds (n/a: a single seed '
+             f"has no spread). Gain: difference in mean test accuracy over <b>{BASELINE}</b> at the same size, "
+             "in percentage points, ± its standard error √(s²ₐ/nₐ + s²ᵦ/nᵦ). Val: mean accuracy on the fixed "
+             "validation pool; wall time: mean per run. Bold: best mean test accuracy at that size.</p>")
     page.add(_table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
 
 
@@ -239,16 +261,21 @@ def _study_page(page: _Page) -> str:
     rows = read_results_csv(results_csv)  # a broken results.csv is the user's error, not a missing piece
     table = summarize(rows)
     if table:
+        # summary.md holds the same statistics (both from study.tables.summary_cells), so it is not repeated.
         _results_section(page, table)
     else:
         page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")
-    if (root / "summary.md").is_file():
-        page.add("<h2>Study summary</h2>" + _markdown((root / "summary.md").read_text(encoding="utf-8")))
+        if (root / "summary.md").is_file():
+            page.add(_markdown((root / "summary.md").read_text(encoding="utf-8")))
     if rows:
         plot = page.attempt("accuracy vs size plot", lambda: accuracy_vs_size_png_bytes(results_csv))
         if plot:
-            figure = _figure(plot, "test accuracy against images per class", wide=True)
-            page.add("<h2>Accuracy against data size</h2>" + _row([figure]))
+            sizes = sorted({r.images_per_class for r in rows})
+            if len(sizes) == 1:  # one size: the plot is a bar per method
+                heading, caption = "Test accuracy by method", f"test accuracy at {sizes[0]} images per class"
+            else:
+                heading, caption = "Accuracy against data size", "test accuracy against images per class"
+            page.add(f"<h2>{_esc(heading)}</h2>" + _row([_figure(plot, caption, wide=True)]))
 
     chosen = _pick_representatives(rows, table)
     if chosen:

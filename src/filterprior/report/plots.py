@@ -113,6 +113,14 @@ def _check_confusion(matrix: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     return matrix
 
 
+def _confusion_title(matrix: np.ndarray, title: str | None) -> str:
+    """`title`, plus the matrix's accuracy unless the title already states an accuracy (the engine's does)."""
+    if title and "accuracy" in title.lower():
+        return title
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    return f"{title + ' — ' if title else ''}accuracy {accuracy:.1%}"
+
+
 def _confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str | None):
     matrix = _check_confusion(matrix, classes)
     count = len(classes)
@@ -135,8 +143,7 @@ def _confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str | N
                 ax.text(j, i, f"{matrix[i, j]:g}", ha="center", va="center", fontsize=8, color=colour)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    ax.set_title(f"{title + ' — ' if title else ''}accuracy {accuracy:.1%}", fontsize=10)
+    ax.set_title(_confusion_title(matrix, title), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -197,6 +204,8 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     table = summarize(rows)  # the same means and stds as summary.md and the HTML table
     methods = order_methods(r.method for r in rows)
     sizes = sorted({r.images_per_class for r in rows})
+    if len(sizes) == 1:
+        return _accuracy_bars_figure(table, methods, sizes[0])
     fig = new_figure(7.5, 4.8)
     ax = fig.subplots()
     for index, method in enumerate(methods):
@@ -219,8 +228,34 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     return fig
 
 
+def _accuracy_bars_figure(table, methods: list[str], size: int):
+    """One size only: a bar per method (mean test accuracy), error bars the std over split seeds."""
+    cells = {s.method: s for s in table if s.images_per_class == size}
+    means = [100 * cells[m].test_mean for m in methods]
+    stds = [0.0 if cells[m].test_std is None else 100 * cells[m].test_std for m in methods]  # one seed: none
+    spread = any(cells[m].test_std is not None for m in methods)
+    fig = new_figure(max(4.5, 1.1 * len(methods) + 2.5), 4.8)
+    ax = fig.subplots()
+    xs = np.arange(len(methods))
+    bars = ax.bar(xs, means, yerr=stds if spread else None, capsize=4, color=[f"C{i % 10}" for i in range(len(methods))],
+                  edgecolor="black", linewidth=0.5)
+    ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=3, fontsize=8)
+    ax.set_xticks(xs, methods, rotation=30 if len(methods) > 6 else 0, ha="right" if len(methods) > 6 else "center")
+    ax.set_ylim(0, max(m + s for m, s in zip(means, stds)) * 1.15 or 1)
+    ax.set_xlabel("method")
+    ax.set_ylabel("test accuracy (%)")
+    how = "mean ± std over split seeds" if spread else "one split seed each: no error bars"
+    ax.set_title(f"test accuracy at {size} images per class\n{how}", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
 def plot_accuracy_vs_size(results_csv: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Mean test accuracy per method against images per class (log x), error bars: std over seeds."""
+    """Mean test accuracy per method against images per class (log x), error bars: std over seeds.
+
+    With a single images-per-class size there is no x axis to speak of: one bar per method instead.
+    """
     return save_figure(_accuracy_vs_size_figure(results_csv), path)
 
 

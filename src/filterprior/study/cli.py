@@ -34,6 +34,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, mini, or a folder / archive path")
     parser.add_argument("--data-root", metavar="DIR", help="where datasets are found or downloaded")
     parser.add_argument("--epochs", metavar="N", help="training epochs per cell")
+    parser.add_argument("--epochs-by-size", metavar="N=E,N=E",
+                        help="epochs for given sizes, e.g. 50=80,100=50 (others: --epochs or the config's)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="base-config overrides, e.g. optim.lr=0.1")
     return parser
 
@@ -76,6 +78,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def parse_epochs_by_size(text: str | None) -> dict[int, int] | None:
+    if not text:
+        return None
+    mapping = {}
+    for item in text.split(","):
+        size, sep, epochs = item.partition("=")
+        if not sep:
+            raise UserError(f"--epochs-by-size item {item!r} is not of the form N=E (e.g. 50=80)")
+        mapping[parse_int(size, "--epochs-by-size size", minimum=1)] = parse_int(epochs, "--epochs-by-size epochs", minimum=1)
+    return mapping
+
+
 def base_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """--config (default: the packaged small-data recipe), then --data/--data-root/--epochs, then overrides."""
     from filterprior.priors.collect import packaged_config
@@ -113,6 +127,7 @@ def study_main(args: argparse.Namespace, train_fn=None) -> int:
             shard=None if args.shard is None else parse_shard(args.shard),
             train_fn=train_fn,
             methods_file=args.methods_file,
+            epochs_by_size=parse_epochs_by_size(args.epochs_by_size),
         )
     except StudyFailed as exc:
         print(f"study finished with failures; results so far in {exc.results_csv}\n{exc}", file=sys.stderr)

@@ -64,15 +64,21 @@ def shard_cells(cells: Sequence[Cell], shard: tuple[int, int] | None) -> list[Ce
     return [cell for k, cell in enumerate(cells) if k % count == index]
 
 
-def cell_config(base: TrainConfig, cell: Cell) -> TrainConfig:
-    """Base config + the method's overrides + this cell's subset.
+def cell_config(base: TrainConfig, cell: Cell, epochs_by_size: dict[int, int] | None = None) -> TrainConfig:
+    """Base config + the method's overrides + this cell's subset (+ its epochs, if given per size).
+
+    `epochs_by_size` lets larger subsets train for fewer epochs (a comparable number of steps); it is
+    the same for every method, and each cell's config.yaml records the epochs it ran.
 
     The training seed is base.seed + split_seed: the same for every method on one split (methods
     differ only in the method), but different across splits so the spread covers init noise too.
     """
     cfg = apply_overrides(base, list(cell.method.overrides))
     data = dataclasses.replace(cfg.data, images_per_class=cell.images_per_class, split_seed=cell.split_seed)
-    return dataclasses.replace(cfg, data=data, seed=base.seed + cell.split_seed)
+    cfg = dataclasses.replace(cfg, data=data, seed=base.seed + cell.split_seed)
+    if epochs_by_size and cell.images_per_class in epochs_by_size:
+        cfg = dataclasses.replace(cfg, epochs=epochs_by_size[cell.images_per_class])
+    return cfg
 
 
 def cell_hash(cfg: TrainConfig) -> str:

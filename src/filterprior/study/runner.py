@@ -174,6 +174,7 @@ def run_study(
     train_fn: TrainFn | None = None,
     progress: bool = True,
     methods_file: str | Path | None = None,
+    epochs_by_size: dict[int, int] | None = None,
 ) -> Path:
     """Train every unfinished cell of this shard; write results.csv, summary.md, accuracy.png.
 
@@ -191,7 +192,7 @@ def run_study(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers {workers!r} is not valid: expected an integer >= 1")
 
-    configs = {cell: cell_config(base_cfg, cell) for cell in grid}
+    configs = {cell: cell_config(base_cfg, cell, epochs_by_size) for cell in grid}
     hashes = {cell: cell_hash(cfg) for cell, cfg in configs.items()}
     expected = {cell.rel_dir.as_posix(): hashes[cell] for cell in grid}
 
