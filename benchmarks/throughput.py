@@ -50,11 +50,12 @@ def sgemm_gflops(repeats: int = 5) -> float:
     return max(rates)
 
 
-def train_images_per_second(name: str, batch: int, seconds: float) -> float:
-    model = create_model(name, num_classes=10)
+def train_images_per_second(name: str, batch: int, seconds: float, channels_last: bool = False) -> float:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model(name, num_classes=10).to(memory_format=fmt)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    x, y = torch.randn(batch, 3, 32, 32).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,))
 
     def step() -> None:
         loss = F.cross_entropy(model(x), y)
@@ -82,15 +83,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}")
-    print(f"{'model':<15} {'img/s':>8} {'GFLOP/s':>8} {'sgemm':>7} {'ratio':>6}")
+    print(f"{'model':<15} {'format':<8} {'img/s':>8} {'GFLOP/s':>8} {'sgemm':>7} {'ratio':>6}")
     for name in args.models.split(","):
-        peak = sgemm_gflops()
-        rate = train_images_per_second(name, args.batch, args.seconds)
-        gflops = 3 * flops_per_image(create_model(name)) * rate / 1e9
-        peak = max(peak, sgemm_gflops())  # before and after: the better of the two
-        rows.append({"model": name, "images_per_s": rate, "gflops": gflops, "sgemm_gflops": peak,
-                     "ratio": gflops / peak})
-        print(f"{name:<15} {rate:8.0f} {gflops:8.1f} {peak:7.1f} {gflops / peak:6.2f}")
+        for channels_last in (False, True):  # NCHW and NHWC side by side
+            peak = sgemm_gflops()
+            rate = train_images_per_second(name, args.batch, args.seconds, channels_last)
+            gflops = 3 * flops_per_image(create_model(name)) * rate / 1e9
+            peak = max(peak, sgemm_gflops())  # before and after: the better of the two
+            fmt = "NHWC" if channels_last else "NCHW"
+            rows.append({"model": name, "format": fmt, "images_per_s": rate, "gflops": gflops,
+                         "sgemm_gflops": peak, "ratio": gflops / peak})
+            print(f"{name:<15} {fmt:<8} {rate:8.0f} {gflops:8.1f} {peak:7.1f} {gflops / peak:6.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -149,3 +149,9 @@ def test_yaml_config_with_unknown_key_names_the_file(tmp_path):
     path.write_text("optim:\n  lr: 0.1\n  momentun: 0.9\n")
     code = main(["train", "--config", str(path), "--data", "mini"])
     assert code == 2
+
+
+def test_channels_last_trains_to_the_same_kind_of_run(tmp_path):
+    metrics = train(quick_config("epochs=1", "channels_last=true", "model.name=filternet-s2"), tmp_path / "run",
+                    quiet=True)
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and (tmp_path / "run" / "weights.safetensors").is_file()

@@ -96,6 +96,7 @@ class TrainConfig:
     seed: int = 0  # model init, shuffling, augmentation, dropout
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch CPU threads; None: torch's default
+    channels_last: bool = False  # NHWC memory format for model and batches (faster oneDNN/cuDNN kernels)
     val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen)

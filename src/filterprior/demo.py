@@ -14,7 +14,7 @@ from filterprior.priors.collect import packaged_config
 
 # The recipe of the small-data study and the prior that did best on the validation pool.
 DEMO_RECIPE = "small-data.yaml"
-BEST_METHOD = "gaussian"
+BEST_METHOD = "init-from-bank"
 
 
 def run_demo(out: Path, epochs: int | None = None) -> int:

@@ -88,7 +88,8 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
         bank = load_prior_bank(cfg.prior, model)
         generator = torch.Generator().manual_seed(cfg.seed)
         init_from_bank(model, bank, cfg.prior.layers, generator, freeze_first=cfg.prior.freeze_first)
-    return model.to(device)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def _first_conv_weight(model) -> torch.Tensor | None:
@@ -185,6 +186,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                        disable=None if (cfg.progress and not quiet) else True)
             for i, (images, labels) in enumerate(bar):
+                if cfg.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 logits = model(images)
                 losses = {"train_loss": F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)}
                 if prior is not None:
