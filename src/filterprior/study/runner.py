@@ -13,8 +13,9 @@ import multiprocessing
 import os
 import shutil
 import sys
+import time
 import traceback
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -119,18 +120,31 @@ def _run_serially(jobs: Sequence[_Job]) -> Iterator[tuple[_Job, str | None]]:
         yield job, _run_job(job)
 
 
-def _run_in_pool(jobs: Sequence[_Job], workers: int) -> Iterator[tuple[_Job, str | None]]:
+HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly in workers
+
+
+def _run_in_pool(
+    jobs: Sequence[_Job], workers: int, log: Callable[[str], None] = lambda _m: None
+) -> Iterator[tuple[_Job, str | None]]:
     # 'spawn': fresh interpreters, safe with torch threads and CUDA (fork is not).
     context = multiprocessing.get_context("spawn")
+    started = time.monotonic()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures: dict[Future, _Job] = {pool.submit(_run_job, job): job for job in jobs}
+        pending = set(futures)
         try:
-            for future in as_completed(futures):
-                try:
-                    error = future.result()
-                except Exception as exc:  # the worker process died (e.g. out of memory)
-                    error = f"worker process failed: {type(exc).__name__}: {exc}"
-                yield futures[future], error
+            while pending:
+                done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+                if not done:
+                    running = min(workers, len(pending))
+                    log(f"  ... {running} cell(s) training, {len(jobs) - len(pending)}/{len(jobs)} done, "
+                        f"{time.monotonic() - started:.0f} s elapsed")
+                for future in done:
+                    try:
+                        error = future.result()
+                    except Exception as exc:  # the worker process died (e.g. out of memory)
+                        error = f"worker process failed: {type(exc).__name__}: {exc}"
+                    yield futures[future], error
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -213,7 +227,7 @@ def run_study(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     failures: list[tuple[str, str]] = []
-    runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers)
+    runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers, log)
     try:
         for job, error in runner:
             if error is None:
