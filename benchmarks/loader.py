@@ -70,33 +70,34 @@ def rate_compute_only(batch: int, steps: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def rate_classic(images, labels, mean, std, batch: int, epochs: int, max_steps: int | None) -> float:
+def timed_training(batches_of_epoch, epochs: int, max_steps: int | None) -> float:
+    """Images/s of training steps over `epochs` passes of `batches_of_epoch(epoch)`."""
     step = make_step()
-    loader = DataLoader(ClassicDataset(images, labels, mean, std), batch_size=batch, shuffle=True, num_workers=2,
-                        persistent_workers=False, drop_last=True)
     seen, start = 0, time.perf_counter()
-    for _ in range(epochs):
-        for i, (x, y) in enumerate(loader):
+    for epoch in range(epochs):
+        for i, (x, y) in enumerate(batches_of_epoch(epoch)):
             step(x, y)
             seen += len(y)
             if max_steps is not None and i + 1 >= max_steps:
                 break
     return seen / (time.perf_counter() - start)
+
+
+def rate_classic(images, labels, mean, std, batch: int, epochs: int, max_steps: int | None) -> float:
+    loader = DataLoader(ClassicDataset(images, labels, mean, std), batch_size=batch, shuffle=True, num_workers=2,
+                        persistent_workers=False, drop_last=True)
+    return timed_training(lambda _epoch: loader, epochs, max_steps)
 
 
 def rate_tensor(images, labels, mean, std, batch: int, epochs: int, max_steps: int | None) -> float:
-    step = make_step()
     loader = TensorLoader(images, labels, batch, shuffle=True, augment=AugmentConfig(crop_padding=4, flip=True),
                           mean=mean, std=std, drop_last=True)
-    seen, start = 0, time.perf_counter()
-    for epoch in range(epochs):
+
+    def batches(epoch: int):
         loader.set_epoch(epoch)
-        for i, (x, y) in enumerate(loader):
-            step(x, y)
-            seen += len(y)
-            if max_steps is not None and i + 1 >= max_steps:
-                break
-    return seen / (time.perf_counter() - start)
+        return loader
+
+    return timed_training(batches, epochs, max_steps)
 
 
 def main() -> None:

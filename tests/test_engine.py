@@ -88,7 +88,8 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
     interrupted_at = load_checkpoint(killed / "checkpoint.pt")["epoch"]
     assert 3 <= interrupted_at < 40
 
-    subprocess.run(_cli(*args, "--out", str(killed), "--resume"), check=True, timeout=300)
+    # The run's own config.yaml is used: no flag has to be repeated to resume.
+    subprocess.run(_cli("train", "--quiet", "--out", str(killed), "--resume"), check=True, timeout=300)
     a = json.loads((full / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
     assert a["test_acc"] == b["test_acc"]

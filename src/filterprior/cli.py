@@ -33,10 +33,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="config overrides, e.g. optim.name=adam optim.lr=1e-3 prior.weight=0.1")
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, base_file: Path | None = None):
+    """--config (else `base_file`, else defaults), then the shortcut flags, then key=value overrides."""
     from filterprior.config import TrainConfig, apply_overrides, load_config
 
-    cfg = load_config(args.config) if args.config else TrainConfig()
+    if args.config:
+        cfg = load_config(args.config)
+    elif base_file is not None and base_file.is_file():
+        cfg = load_config(base_file)
+    else:
+        cfg = TrainConfig()
     shortcuts = {
         "model.name": args.model, "data.dataset": args.dataset, "data.root": args.data_root,
         "data.images_per_class": args.images_per_class, "data.split_seed": args.split_seed,
@@ -50,7 +56,9 @@ def config_from_args(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from filterprior.train import train
 
-    cfg = config_from_args(args)
+    # Resuming continues the run's own config: `train --out DIR --resume` needs no other flag.
+    run_config = Path(args.out) / "config.yaml" if (args.resume and args.out) else None
+    cfg = config_from_args(args, base_file=run_config)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model.name}-{Path(cfg.data.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.resume and (out / "metrics.json").exists():
         raise UserError(f"run directory {out} already holds a finished run; choose another --out")
