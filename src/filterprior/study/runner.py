@@ -69,12 +69,14 @@ def available_cpus() -> int:
 
 
 def default_workers() -> int:
-    """Worker processes when --workers is not given.
+    """Worker processes when --workers is not given: one per core (each with one torch thread), at most 8.
 
-    Provisional: two workers (each with half the cores as torch threads) until the lead measures
-    cells per hour against worker count on the target machines and puts the best rule here.
+    Small-data cells train on small batches, which do not scale across threads: on the 2-core
+    development machine 2 workers x 1 thread ran a grid 11 % faster than 1 worker x 2 threads
+    (benchmarks/study_workers.py, RESULTS.md). The cap keeps memory modest (each worker holds its
+    own copy of the dataset, ~0.4 GB for CIFAR-10).
     """
-    return max(1, min(2, available_cpus()))
+    return max(1, min(8, available_cpus()))
 
 
 def threads_per_worker(workers: int) -> int:
