@@ -50,6 +50,7 @@ def test_study_on_own_folder_with_the_bundled_bank(tmp_path, capsys):
     gaussian_csv = (out / "gaussian" / "n4" / "split0" / "metrics.csv").read_text()
     assert "prior/gaussian/0" in gaussian_csv.splitlines()[0]
     assert "| gaussian |" in (out / "summary.md").read_text()
+    assert (out / "bank.png").is_file()  # the report shows the bank beside the runs' filters
     assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
     assert (tmp_path / "report.html").stat().st_size > 10_000
 

@@ -132,5 +132,18 @@ def study_main(args: argparse.Namespace, train_fn=None) -> int:
     except StudyFailed as exc:
         print(f"study finished with failures; results so far in {exc.results_csv}\n{exc}", file=sys.stderr)
         return 1
+    _draw_bank(base, results.parent)
     print(f"results: {results}")
     return 0
+
+
+def _draw_bank(base: TrainConfig, out_dir) -> None:
+    """bank.png beside results.csv, so the report shows the bank's filters next to the runs'."""
+    from pathlib import Path
+
+    from filterprior.priors.bank import default_bank_path, show_bank
+
+    bank = Path(base.prior.bank) if base.prior.bank else default_bank_path(base.model.name)
+    picture = Path(out_dir) / "bank.png"
+    if bank is not None and bank.is_file() and not picture.exists():
+        show_bank(bank, picture)
