@@ -161,15 +161,20 @@ class TensorLoader:
 def random_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
     """Crop each image of x (B x C x H x W) from its zero-padded copy at offsets (B x 2: dy, dx in 0..2p).
 
-    Gathers with index arithmetic on one padded tensor: no loop over images.
+    Rows, then columns: for each of the 2p+1 shifts, one slice copy of the images that drew it
+    (2 x (2p+1) tensor ops a batch, no loop over images, no per-pixel index tensors).
     """
     b, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    rows = offsets[:, 0:1] + torch.arange(h, device=x.device)  # B x H
-    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)  # B x W
-    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-    chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[batch, chan, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+    rows = torch.empty((b, c, h, w + 2 * padding), dtype=x.dtype, device=x.device)
+    out = torch.empty_like(x)
+    for shift in range(2 * padding + 1):
+        chosen = (offsets[:, 0] == shift).nonzero().squeeze(1)
+        rows.index_copy_(0, chosen, padded.index_select(0, chosen)[:, :, shift : shift + h, :])
+    for shift in range(2 * padding + 1):
+        chosen = (offsets[:, 1] == shift).nonzero().squeeze(1)
+        out.index_copy_(0, chosen, rows.index_select(0, chosen)[:, :, :, shift : shift + w])
+    return out
 
 
 def cutout(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
