@@ -180,3 +180,44 @@ def test_show_bank_draws_a_picture(tmp_path):
     text = show_bank(path, tmp_path / "bank.png", count=16)
     assert (tmp_path / "bank.png").stat().st_size > 0
     assert "conv1: 10 filters" in text
+
+
+def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_network(tmp_path):
+    from filterprior.models import create_model
+    from filterprior.priors import init_from_bank
+    from filterprior.priors.freeze import FrozenBatchNorm2d
+
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = create_model("filternet-s2", num_classes=2)
+        for m in net.modules():  # trained-looking BatchNorms: every entry differs from its default
+            if isinstance(m, nn.BatchNorm2d):
+                for t in (m.weight, m.bias, m.running_mean):
+                    t.data.normal_()
+                m.running_var.data.uniform_(0.5, 2.0)
+        write_run(tmp_path / f"run{seed}", net, seed, 0.5, model="filternet-s2")
+        json_path = tmp_path / f"run{seed}" / "weights.json"
+        json_path.write_text(json.dumps({"model": "filternet-s2", "options": {}, "classes": ["a", "b"]}))
+        nets.append(net.eval())
+    bank = collect_bank([tmp_path / "run0", tmp_path / "run1"], [], tmp_path / "nets.safetensors")
+    assert bank.layer_names == ["0", "3", "6", "9"] and set(bank.norms) == set(bank.layer_names)
+    assert torch.equal(bank.norms["3"]["running_var"][128:], nets[1][4].running_var)
+
+    model = create_model("filternet-s2", num_classes=2)
+    filled = init_from_bank(model, bank, [], torch.Generator().manual_seed(0), freeze="all", mode="network")
+    source = int(filled["0"].split("network ")[1].split()[0])
+    assert all(text.endswith("with its BatchNorm") for text in filled.values())
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules()) == 4
+    model.load_state_dict({k: v for k, v in nets[source].state_dict().items() if "14." in k}, strict=False)  # head
+    x = torch.randn(4, 3, 32, 32)
+    model.train()  # frozen BatchNorms use the source's statistics even in training mode
+    assert torch.allclose(model(x), nets[source](x), atol=1e-5)
+    plain = create_model("filternet-s2", num_classes=2)
+    plain.load_state_dict(model.state_dict())  # exported weights load into the plain model
+    assert all(not p.requires_grad for name, p in model.named_parameters() if not name.startswith("14."))
+
+    half = collect_bank([tmp_path / "run0", tmp_path / "run1"], [], tmp_path / "half.safetensors", dtype=torch.float16)
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "nets.safetensors").stat().st_size
+    assert torch.allclose(half.filters("6"), bank.filters("6"), rtol=1e-3, atol=1e-4)
+    assert load_bank(tmp_path / "half.safetensors").content_hash() == half.metadata["content_hash"]

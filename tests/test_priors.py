@@ -256,7 +256,7 @@ def test_init_from_bank_uses_rescaled_bank_filters_and_freezes():
     torch.manual_seed(0)
     model = SmallNet()
     std_before = float(model.conv1.weight.detach().std())
-    filled = init_from_bank(model, BANK, [], torch.Generator().manual_seed(0), freeze_first=True)
+    filled = init_from_bank(model, BANK, [], torch.Generator().manual_seed(0), freeze="first")
     assert filled == {"conv1": "filters of bank layer conv1"}
     w = model.conv1.weight.detach()
     assert abs(float(w.std()) - std_before) < 1e-5
@@ -283,4 +283,30 @@ def test_init_from_bank_falls_back_to_slices_and_refuses_other_shapes():
         init_from_bank(odd, BANK, [])
     assert apply_init_from_bank(PriorConfig(), model) == {}
     with pytest.raises(UserError, match="init_from_bank"):
-        apply_init_from_bank(PriorConfig(freeze_first=True), model)
+        apply_init_from_bank(PriorConfig(freeze="first"), model)
+
+
+def test_network_mode_copies_one_source_network_into_every_layer():
+    torch.manual_seed(0)
+    sources = [SmallNet() for _ in range(3)]
+    bank = FilterBank(
+        {name: torch.cat([getattr(net, name).weight.detach() for net in sources]) for name in ("conv1", "conv2")},
+        {"networks": 3},
+    )
+    model = SmallNet()
+    cfg = PriorConfig(init_from_bank=True, init_mode="network")
+    filled = apply_init_from_bank(cfg, model, torch.Generator().manual_seed(1), bank)
+    assert set(filled) == {"conv1", "conv2"}
+    source = int(filled["conv1"].rsplit(" ", 1)[1])
+    assert filled["conv2"].endswith(f"network {source}")
+    for name in ("conv1", "conv2"):  # the same network in both layers, filters in its order (up to one scale)
+        copied, original = getattr(model, name).weight.detach(), getattr(sources[source], name).weight.detach()
+        ratio = copied / original
+        assert float((ratio - ratio.flatten()[0]).abs().max()) < 1e-4
+    mixed = FilterBank({"conv1": bank.filters("conv1")}, {"networks": 2})  # 48 filters are not 2 x 16
+    with pytest.raises(UserError, match="not 2 networks x 16"):
+        init_from_bank(SmallNet(), mixed, [], mode="network")
+    with pytest.raises(UserError, match="'networks'"):
+        init_from_bank(SmallNet(), BANK, [], mode="network")
+    with pytest.raises(UserError, match="init_mode.*'stack'"):
+        init_from_bank(SmallNet(), bank, [], mode="stack")

@@ -81,7 +81,11 @@ class PriorConfig:
     mmd_bandwidths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     # init-from-bank (combinable with any prior above)
     init_from_bank: bool = False
-    freeze_first: bool = False
+    # sample: each layer's kernels drawn at random from the bank (any source network) |
+    # network: whole filters of one source network, in order, for every layer (transfer of its conv features)
+    init_mode: str = "sample"
+    init_layers: list[str] = field(default_factory=list)  # empty: prior.layers (network mode: every bank layer)
+    freeze: str = "none"  # none | first | all: keep the first / every bank-initialised conv layer as it is
 
 
 @dataclass

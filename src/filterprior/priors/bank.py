@@ -23,6 +23,8 @@ from filterprior.priors.views import VIEWS
 from filterprior.utils import atomic_path, atomic_write_text
 
 HEADER_KEY = "filterprior_bank"
+NORM_SEP = "::norm."  # tensor key of a layer's BatchNorm entry: "<layer>::norm.<key>"
+NORM_KEYS = ("weight", "bias", "running_mean", "running_var")
 WEIGHTS_FILE = "weights.safetensors"
 BANKS_DIR = Path(__file__).resolve().parent.parent / "assets" / "banks"
 
@@ -30,7 +32,12 @@ BANKS_DIR = Path(__file__).resolve().parent.parent / "assets" / "banks"
 class FilterBank:
     """Per layer name: {'filters': (n, in, kh, kw), 'slices': (n*in, kh, kw)}; plus a metadata dict."""
 
-    def __init__(self, filters: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        filters: Mapping[str, torch.Tensor],
+        metadata: Mapping[str, Any] | None = None,
+        norms: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    ):
         if not filters:
             raise UserError("a filter bank needs at least one layer")
         self.layers: dict[str, dict[str, torch.Tensor]] = {}
@@ -39,6 +46,16 @@ class FilterBank:
                 raise UserError(f"filter bank layer {name!r}: expected (n, in, kh, kw) filters, got {tuple(f.shape)}")
             f = f.detach().to(torch.float32).contiguous()
             self.layers[name] = {"filters": f, "slices": f.reshape(-1, f.shape[-2], f.shape[-1])}
+        # Optional: per layer, the BatchNorm after each filter in its source network (NORM_KEYS, (n,) each),
+        # so a whole source network can be rebuilt (init_mode=network); samplers ignore it.
+        self.norms: dict[str, dict[str, torch.Tensor]] = {}
+        for name, entry in (norms or {}).items():
+            n = self.filters(name).shape[0]
+            if set(entry) != set(NORM_KEYS) or any(tuple(t.shape) != (n,) for t in entry.values()):
+                raise UserError(
+                    f"filter bank layer {name!r}: its BatchNorm entry needs {', '.join(NORM_KEYS)}, each of shape ({n},)"
+                )
+            self.norms[name] = {key: entry[key].detach().to(torch.float32).contiguous() for key in NORM_KEYS}
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.metadata.setdefault("layers", list(self.layers))
         self.metadata["content_hash"] = self.content_hash()
@@ -56,6 +73,10 @@ class FilterBank:
             f = self.layers[name]["filters"]
             digest.update(f"{name}:{tuple(f.shape)};".encode())
             digest.update(f.detach().cpu().contiguous().numpy().tobytes())
+        for name in sorted(self.norms):  # absent in banks without norms: their hash is unchanged
+            for key in NORM_KEYS:
+                digest.update(f"{name}{NORM_SEP}{key};".encode())
+                digest.update(self.norms[name][key].cpu().numpy().tobytes())
         return digest.hexdigest()
 
     def to(self, device: torch.device | str) -> "FilterBank":
@@ -63,6 +84,7 @@ class FilterBank:
         moved.layers = {
             name: {key: t.to(device) for key, t in entry.items()} for name, entry in self.layers.items()
         }
+        moved.norms = {name: {key: t.to(device) for key, t in entry.items()} for name, entry in self.norms.items()}
         moved.metadata = dict(self.metadata)
         return moved
 
@@ -121,11 +143,20 @@ def bank_sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_bank(bank: FilterBank, path: str | Path) -> Path:
+def save_bank(bank: FilterBank, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the bank; `dtype=torch.float16` halves the file (the bank is rounded first, so the hash holds)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {name: entry["filters"].cpu().contiguous() for name, entry in bank.layers.items()}
+    if dtype != torch.float32:
+        bank = FilterBank(
+            {name: entry["filters"].to(dtype) for name, entry in bank.layers.items()},
+            {k: v for k, v in bank.metadata.items() if k != "content_hash"},
+            {name: {key: t.to(dtype) for key, t in entry.items()} for name, entry in bank.norms.items()},
+        )
+    tensors = {name: entry["filters"].cpu().to(dtype).contiguous() for name, entry in bank.layers.items()}
+    for name, entry in bank.norms.items():
+        tensors.update({f"{name}{NORM_SEP}{key}": t.cpu().to(dtype).contiguous() for key, t in entry.items()})
     meta_json = json.dumps(bank.metadata, sort_keys=True, default=str)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={HEADER_KEY: meta_json})
@@ -149,10 +180,17 @@ def load_bank(path: str | Path) -> FilterBank:
         metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else _read_json(bank_sidecar_path(path))
     except (json.JSONDecodeError, UserError) as exc:
         raise UserError(f"filter bank {path}: its metadata is missing or not valid JSON ({exc})") from exc
+    norms: dict[str, dict[str, torch.Tensor]] = {}
+    for key in [k for k in tensors if NORM_SEP in k]:
+        layer, _, part = key.partition(NORM_SEP)
+        norms.setdefault(layer, {})[part] = tensors.pop(key)
     listed = [n for n in metadata.get("layers", []) if n in tensors]
     order = listed + sorted(set(tensors) - set(listed))
     expected = metadata.get("content_hash")
-    bank = FilterBank({name: tensors[name] for name in order}, metadata)
+    missing = sorted(set(norms) - set(tensors))
+    if missing:
+        raise UserError(f"filter bank {path}: BatchNorm entries for layers without filters: {', '.join(missing)}")
+    bank = FilterBank({name: tensors[name] for name in order}, metadata, norms)
     if expected and expected != bank.metadata["content_hash"]:
         raise UserError(
             f"filter bank {path} is corrupt: its content hash is {bank.metadata['content_hash'][:12]}..., "
@@ -176,8 +214,13 @@ def bank_from_state_dicts(
     state_dicts: Sequence[Mapping[str, torch.Tensor]],
     layer_names: Sequence[str],
     metadata: Mapping[str, Any] | None = None,
+    norm_names: Mapping[str, str] | None = None,
 ) -> FilterBank:
-    """Stack each layer's conv weights from every state dict; no layer names -> every conv weight."""
+    """Stack each layer's conv weights from every state dict; no layer names -> every conv weight.
+
+    `norm_names` maps a conv layer to the BatchNorm after it; those are stacked too (an affine-free
+    BatchNorm contributes weight 1 and bias 0).
+    """
     if not state_dicts:
         raise UserError("building a filter bank needs at least one network's weights")
     cleaned = [_strip_wrappers(sd) for sd in state_dicts]
@@ -200,11 +243,24 @@ def bank_from_state_dicts(
                 )
             parts.append(weight.detach().float().cpu())
         filters[name] = torch.cat(parts)
+    norms = {}
+    for name in names:
+        bn = (norm_names or {}).get(name)
+        if bn is not None and all(f"{bn}.running_mean" in sd for sd in cleaned):
+            norms[name] = {key: torch.cat([_norm_tensor(sd, bn, key) for sd in cleaned]) for key in NORM_KEYS}
     meta = dict(metadata or {})
     meta["layers"] = names
     meta.setdefault("networks", len(state_dicts))
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    return FilterBank(filters, meta)
+    return FilterBank(filters, meta, norms)
+
+
+def _norm_tensor(sd: Mapping[str, torch.Tensor], bn: str, key: str) -> torch.Tensor:
+    value = sd.get(f"{bn}.{key}")
+    if value is None:  # BatchNorm2d(affine=False): no weight and bias
+        mean = sd[f"{bn}.running_mean"]
+        value = torch.ones_like(mean) if key == "weight" else torch.zeros_like(mean)
+    return value.detach().float().cpu()
 
 
 def collect_bank(
@@ -212,6 +268,7 @@ def collect_bank(
     layers: Sequence[str],
     out: str | Path,
     metadata: Mapping[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> FilterBank:
     """Build a bank from exported `weights.safetensors` files (or run directories holding one) and save it.
 
@@ -248,9 +305,21 @@ def collect_bank(
         "sources": [str(p) for p in paths],
     }
     found.update({k: v for k, v in (metadata or {}).items() if v is not None})  # None: "not known here"
-    bank = bank_from_state_dicts(state_dicts, layers, found)
-    save_bank(bank, out)
-    return bank
+    bank = bank_from_state_dicts(state_dicts, layers, found, _norm_names(found))
+    save_bank(bank, out, dtype)
+    return load_bank(out)
+
+
+def _norm_names(info: Mapping[str, Any]) -> dict[str, str]:
+    """conv layer -> its BatchNorm's name, from the source model's architecture when it is registered."""
+    from filterprior.models import create_model, list_models
+    from filterprior.priors.views import norms_after_convs
+
+    if info.get("model") not in list_models() or not info.get("num_classes"):
+        return {}
+    model = create_model(info["model"], num_classes=info["num_classes"], **(info.get("model_options") or {}))
+    names = {id(m): n for n, m in model.named_modules()}
+    return {conv: names[id(bn)] for conv, bn in norms_after_convs(model).items()}
 
 
 # ------------------------------------------------------------------------------------ showing
@@ -272,6 +341,7 @@ def describe_bank(bank: FilterBank) -> str:
         lines.append(
             f"  {name}: {n} filters of {cin}x{kh}x{kw} ({s.shape[0]} slices), weight std {f.std().item():.4f}, "
             f"mean slice norm {s.flatten(1).norm(dim=1).mean().item():.4f}"
+            + (", with each filter's BatchNorm" if name in bank.norms else "")
         )
     return "\n".join(lines)
 

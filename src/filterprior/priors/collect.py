@@ -50,6 +50,9 @@ def collect_main(args: argparse.Namespace) -> int:
         raise UserError("no source models given")
     layers = [name for name in args.layers.split(",") if name]
     # collect_bank records each source's seed, test accuracy, dataset and recipe in the metadata.
-    collect_bank(paths, layers, args.output, {"sources": [str(p) for p in paths]})
+    import torch
+
+    dtype = torch.float16 if args.half else torch.float32
+    collect_bank(paths, layers, args.output, {"sources": [str(p) for p in paths]}, dtype)
     print(f"bank written to {args.output} (metadata in {Path(args.output).with_suffix('.json')})")
     return 0

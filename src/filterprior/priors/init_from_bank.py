@@ -1,4 +1,10 @@
-"""Initialise conv layers with filters drawn from a bank (optionally freezing the first one)."""
+"""Initialise conv layers with filters from a bank (optionally freezing the first one).
+
+Two modes. `sample` draws each layer's kernels at random from the bank, mixing source networks: a
+prior over single kernels. `network` copies one source network's whole filters, in order, into every
+layer it covers: layer 2's filters expect layer 1's channels in the order that network produced them,
+so only whole networks keep the layers working together (this is transfer of its conv features).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,11 @@ from filterprior.config import PriorConfig
 from filterprior.errors import UserError
 from filterprior.priors.bank import FilterBank
 from filterprior.priors.base import effective_config, load_prior_bank
-from filterprior.priors.views import select_layers
+from filterprior.priors.freeze import freeze_conv, freeze_norm
+from filterprior.priors.views import conv_layers, norms_after_convs, select_layers
+
+INIT_MODES = ("sample", "network")
+FREEZE_CHOICES = ("none", "first", "all")
 
 
 def init_from_bank(
@@ -20,49 +30,118 @@ def init_from_bank(
     bank: FilterBank,
     layers: Sequence[str],
     generator: torch.Generator | None = None,
-    freeze_first: bool = False,
+    freeze: str = "none",
+    mode: str = "sample",
 ) -> dict[str, str]:
     """Fill each selected conv layer (no names: the first) with bank filters; returns {layer: source}.
 
-    Whole filters are used when the bank has a layer with the same (in, kh, kw), else 2-D slices with the
-    same (kh, kw). Each layer is then rescaled as a whole so its weight std equals the std of its current
-    weights (call this on a freshly built model: that is its default init), keeping the bank's relative
-    kernel scales but the activation scale the rest of the network was initialised for.
-    `freeze_first` stops gradients to the first filled layer's weight and bias.
+    `sample` mode: whole filters when the bank has a layer with the same (in, kh, kw), else 2-D slices
+    with the same (kh, kw); each layer is then rescaled as a whole so its weight std equals the std of
+    its current weights (call this on a freshly built model: that is its default init), keeping the
+    bank's relative kernel scales but the activation scale the rest of the network was built for.
+    `network` mode (see the module's docstring): no layer names mean every conv layer the bank holds
+    by name; the network is drawn with `generator`; the BatchNorm after each conv is filled too when the
+    bank holds it. `freeze` (none | first | all) stops gradients to the first / every filled conv, and
+    a BatchNorm filled from the bank is frozen with it (FrozenBatchNorm2d: the source's statistics).
     """
-    filled = {}
-    chosen = select_layers(model, layers)
-    for name, conv in chosen:
-        shape = tuple(conv.weight.shape)
-        bank_layer, view = _bank_source(bank, name, shape)
-        count = shape[0] if view == "filter" else shape[0] * shape[1]
-        sampled = bank.sample(bank_layer, count, view, generator).reshape(shape).float()
-        with torch.no_grad():
-            target_std = float(conv.weight.float().std())
-            if not math.isfinite(target_std) or target_std == 0:  # degenerate init: kaiming normal (fan_in)
-                target_std = math.sqrt(2.0 / (shape[1] * shape[2] * shape[3]))
-            scale = target_std / float(sampled.std()) if float(sampled.std()) > 0 else 1.0
-            conv.weight.copy_((sampled * scale).to(conv.weight))
-        filled[name] = f"{view}s of bank layer {bank_layer}"
-    if freeze_first:
-        first = chosen[0][1]
-        for p in first.parameters(recurse=False):
-            p.requires_grad_(False)
+    if freeze not in FREEZE_CHOICES:
+        raise UserError(f"prior.freeze: {freeze!r} is not a choice; expected one of {', '.join(FREEZE_CHOICES)}")
+    if mode not in INIT_MODES:
+        raise UserError(f"prior.init_mode: {mode!r} is not an init mode; expected one of {', '.join(INIT_MODES)}")
+    if mode == "network":
+        chosen = _network_layers(model, bank, layers)
+        networks = _network_count(bank)
+        source = int(torch.randint(networks, (1,), generator=generator))
+        norms = _affine_norms(model)
+        filled = {name: _copy_network_layer(bank, name, conv, norms.get(name), networks, source) for name, conv in chosen}
+    else:
+        chosen, norms = select_layers(model, layers), {}
+        filled = {name: _fill_sampled_layer(bank, name, conv, generator) for name, conv in chosen}
+    for name, conv in chosen[: {"none": 0, "first": 1, "all": len(chosen)}[freeze]]:
+        freeze_conv(conv)
+        if filled[name].endswith("with its BatchNorm"):  # the source's BatchNorm goes with its filters
+            freeze_norm(model, norms[name])
     return filled
+
+
+def _fill_sampled_layer(bank: FilterBank, name: str, conv: nn.Conv2d, generator: torch.Generator | None) -> str:
+    shape = tuple(conv.weight.shape)
+    bank_layer, view = _bank_source(bank, name, shape)
+    count = shape[0] if view == "filter" else shape[0] * shape[1]
+    sampled = bank.sample(bank_layer, count, view, generator).reshape(shape).float()
+    with torch.no_grad():
+        target_std = float(conv.weight.float().std())
+        if not math.isfinite(target_std) or target_std == 0:  # degenerate init: kaiming normal (fan_in)
+            target_std = math.sqrt(2.0 / (shape[1] * shape[2] * shape[3]))
+        scale = target_std / float(sampled.std()) if float(sampled.std()) > 0 else 1.0
+        conv.weight.copy_((sampled * scale).to(conv.weight))
+    return f"{view}s of bank layer {bank_layer}"
+
+
+def _copy_network_layer(
+    bank: FilterBank, name: str, conv: nn.Conv2d, norm: nn.Module | None, networks: int, source: int
+) -> str:
+    """The source network's own filters (unscaled: its BatchNorm statistics belong to that scale)."""
+    shape = tuple(conv.weight.shape)
+    bank_layer = bank.match_layer(name, shape, "filter")
+    held = bank.filters(bank_layer).shape[0]
+    if held != networks * shape[0]:
+        raise UserError(
+            f"prior.init_mode=network: bank layer {bank_layer!r} holds {held} filters, not "
+            f"{networks} networks x {shape[0]} (the model's layer); use a bank collected from this architecture"
+        )
+    part = slice(source * shape[0], (source + 1) * shape[0])
+    with_norm = norm is not None and bank_layer in bank.norms
+    with torch.no_grad():
+        conv.weight.copy_(bank.filters(bank_layer)[part].to(conv.weight))
+        for key, value in (bank.norms[bank_layer].items() if with_norm else ()):
+            getattr(norm, key).copy_(value[part].to(getattr(norm, key)))
+    return f"filters of bank layer {bank_layer}, network {source}" + (" with its BatchNorm" if with_norm else "")
 
 
 def apply_init_from_bank(
     cfg: PriorConfig, model: nn.Module, generator: torch.Generator | None = None, bank: FilterBank | None = None
 ) -> dict[str, str]:
-    """What the engine calls after building the model: honours prior.init_from_bank / freeze_first."""
+    """What the engine calls after building the model: honours prior.init_from_bank / init_mode / freeze."""
     if not cfg.init_from_bank:
-        if cfg.freeze_first:
+        if cfg.freeze != "none":
             raise UserError(
-                "prior.freeze_first: only works with prior.init_from_bank=true (it freezes the bank-initialised layer)"
+                "prior.freeze: only works with prior.init_from_bank=true (it freezes bank-initialised layers)"
             )
         return {}
     bank = bank if bank is not None else load_prior_bank(cfg, model)
-    return init_from_bank(model, bank, effective_config(cfg).layers, generator, freeze_first=cfg.freeze_first)
+    layers = cfg.init_layers or (effective_config(cfg).layers if cfg.init_mode == "sample" else [])
+    return init_from_bank(model, bank, layers, generator, freeze=cfg.freeze, mode=cfg.init_mode)
+
+
+def _network_layers(model: nn.Module, bank: FilterBank, layers: Sequence[str]) -> list[tuple[str, nn.Conv2d]]:
+    if layers:
+        return select_layers(model, layers)
+    chosen = [(name, conv) for name, conv in conv_layers(model) if name in bank.layers]
+    if not chosen:
+        raise UserError(
+            "prior.init_mode=network: no conv layer of the model has a namesake in the bank (bank layers: "
+            + ", ".join(bank.layer_names) + "); collect the bank from this architecture or set prior.init_layers"
+        )
+    return chosen
+
+
+def _network_count(bank: FilterBank) -> int:
+    networks = bank.metadata.get("networks")
+    if not isinstance(networks, int) or networks < 1:
+        raise UserError(
+            "prior.init_mode=network: the bank does not record how many networks it was built from "
+            "(metadata 'networks'); rebuild it with `filterprior collect`"
+        )
+    return networks
+
+
+def _affine_norms(model: nn.Module) -> dict[str, nn.Module]:
+    """conv name -> the BatchNorm after it, when that BatchNorm has every tensor a bank entry fills."""
+    return {
+        name: bn for name, bn in norms_after_convs(model).items()
+        if bn.affine and bn.track_running_stats
+    }
 
 
 def _bank_source(bank: FilterBank, name: str, shape: tuple[int, ...]) -> tuple[str, str]:

@@ -72,6 +72,21 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def norms_after_convs(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    """Each conv layer's BatchNorm: the first BatchNorm2d after it (module order) before the next conv,
+    with as many features as the conv has output channels."""
+    found: dict[str, nn.BatchNorm2d] = {}
+    current: tuple[str, nn.Conv2d] | None = None
+    for name, module in unwrap_model(model).named_modules():
+        if isinstance(module, nn.Conv2d):
+            current = (name, module)
+        elif isinstance(module, nn.BatchNorm2d) and current is not None:
+            if module.num_features == current[1].out_channels:
+                found[current[0]] = module
+            current = None
+    return found
+
+
 def select_layers(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.Conv2d]]:
     """The named conv layers (in the order given); no names -> the first conv layer."""
     layers = conv_layers(model)

@@ -82,12 +82,10 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
 
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
     model.filterprior_name = cfg.model.name  # priors look up the bundled bank by this name
-    if cfg.prior.init_from_bank:
-        from filterprior.priors import init_from_bank, load_prior_bank
+    if cfg.prior.init_from_bank or cfg.prior.freeze != "none":
+        from filterprior.priors import apply_init_from_bank
 
-        bank = load_prior_bank(cfg.prior, model)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        init_from_bank(model, bank, cfg.prior.layers, generator, freeze_first=cfg.prior.freeze_first)
+        apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed))
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
