@@ -174,6 +174,21 @@ def test_default_bank_path_is_none_without_a_bundled_bank():
     assert default_bank_path(None) is None
 
 
+def test_bundled_network_bank_rebuilds_filternet_s2():
+    from filterprior.config import PriorConfig
+    from filterprior.models import create_model
+    from filterprior.priors import apply_init_from_bank
+
+    path = default_bank_path("filternet-s2", networks=True)
+    assert path is not None and path.stat().st_size < 10_000_000
+    bank = load_bank(path)  # checks the content hash
+    assert bank.metadata["networks"] == 5 and bank.metadata["source_dataset"] == "cifar100"
+    model = create_model("filternet-s2", num_classes=10)
+    model.filterprior_name = "filternet-s2"
+    filled = apply_init_from_bank(PriorConfig(init_from_bank=True, init_mode="network"), model, torch.Generator())
+    assert list(filled) == ["0", "3", "6", "9"] and all(t.endswith("with its BatchNorm") for t in filled.values())
+
+
 def test_show_bank_draws_a_picture(tmp_path):
     pytest.importorskip("filterprior.report.filters")
     path = save_bank(random_bank(), tmp_path / "bank.safetensors")

@@ -14,7 +14,7 @@ from filterprior.priors.collect import packaged_config
 
 # The recipe of the small-data study and the prior that did best on the validation pool.
 DEMO_RECIPE = "small-data.yaml"
-BEST_METHOD = "init-from-bank"
+BEST_METHOD = "transfer"
 
 
 def run_demo(out: Path, epochs: int | None = None) -> int:
@@ -27,7 +27,7 @@ def run_demo(out: Path, epochs: int | None = None) -> int:
     if epochs is not None:
         overrides.append(f"epochs={epochs}")
     base = apply_overrides(load_config(packaged_config(DEMO_RECIPE)), overrides)
-    bank = default_bank_path(base.model.name)
+    bank = default_bank_path(base.model.name, networks=True)  # what the transfer method uses
     print("filterprior demo: offline, on the embedded mini CIFAR-10 set "
           "(10 images a class to train, 100 a class to test)")
     print(f"model {base.model.name}, {base.epochs} epochs; methods: none vs {BEST_METHOD}; bank: {bank}")

@@ -199,11 +199,13 @@ def load_bank(path: str | Path) -> FilterBank:
     return bank
 
 
-def default_bank_path(model_name: str | None) -> Path | None:
-    """The bank bundled for a model (`assets/banks/<model>-cifar100.safetensors`), or None."""
+def default_bank_path(model_name: str | None, networks: bool = False) -> Path | None:
+    """The bank bundled for a model, or None: `assets/banks/<model>-cifar100.safetensors` (first layer),
+    or with `networks` `<model>-cifar100-networks.safetensors` (every conv layer with its BatchNorm,
+    float16, for init_mode=network)."""
     if not model_name:
         return None
-    path = BANKS_DIR / f"{model_name}-cifar100.safetensors"
+    path = BANKS_DIR / f"{model_name}-cifar100{'-networks' if networks else ''}.safetensors"
     return path if path.is_file() else None
 
 

@@ -154,11 +154,12 @@ def create_prior(
 
 
 def load_prior_bank(cfg: PriorConfig, model: nn.Module) -> FilterBank:
-    """`prior.bank` if set, else the bank bundled for the model (named by `model.filterprior_name`)."""
+    """`prior.bank` if set, else the bank bundled for the model (named by `model.filterprior_name`);
+    init_mode=network takes the bundled bank of whole networks, the learned priors the first-layer one."""
     if cfg.bank:
         return load_bank(cfg.bank)
     model_name = getattr(unwrap_model(model), "filterprior_name", None)
-    path = default_bank_path(model_name)
+    path = default_bank_path(model_name, networks=cfg.init_from_bank and cfg.init_mode == "network")
     if path is None:
         raise UserError(
             f"prior {cfg.name!r} needs a filter bank, and none is bundled for model {model_name!r}: build one "
