@@ -1,6 +1,6 @@
 """Training throughput of every registered model, against this machine's sgemm peak, in one process.
 
-    .venv/bin/python benchmarks/throughput.py [--threads N] [--batch 128] [--seconds 6]
+    .venv/bin/python benchmarks/throughput.py [--threads N] [--batch 128 | --batch 16,32,128] [--seconds 6]
 
 For each model: images/s of full training steps (forward, backward, SGD step) on random 32x32 batches,
 and GFLOP/s = 3 x forward FLOPs per image x images/s (backward costs about twice the forward). The
@@ -75,25 +75,28 @@ def train_images_per_second(name: str, batch: int, seconds: float, channels_last
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", default="128", help="batch size, or comma-separated sizes to compare")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--models", default=",".join(list_models()))
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}")
-    print(f"{'model':<15} {'format':<8} {'img/s':>8} {'GFLOP/s':>8} {'sgemm':>7} {'ratio':>6}")
+    batches = [int(b) for b in args.batch.split(",")]
+    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"{'model':<15} {'batch':>5} {'format':<8} {'img/s':>8} {'GFLOP/s':>8} {'sgemm':>7} {'ratio':>6}")
     for name in args.models.split(","):
-        for channels_last in (False, True):  # NCHW and NHWC side by side
-            peak = sgemm_gflops()
-            rate = train_images_per_second(name, args.batch, args.seconds, channels_last)
-            gflops = 3 * flops_per_image(create_model(name)) * rate / 1e9
-            peak = max(peak, sgemm_gflops())  # before and after: the better of the two
-            fmt = "NHWC" if channels_last else "NCHW"
-            rows.append({"model": name, "format": fmt, "images_per_s": rate, "gflops": gflops,
-                         "sgemm_gflops": peak, "ratio": gflops / peak})
-            print(f"{name:<15} {fmt:<8} {rate:8.0f} {gflops:8.1f} {peak:7.1f} {gflops / peak:6.2f}", flush=True)
+        for batch in batches:
+            for channels_last in (False, True):  # NCHW and NHWC side by side
+                peak = sgemm_gflops()
+                rate = train_images_per_second(name, batch, args.seconds, channels_last)
+                gflops = 3 * flops_per_image(create_model(name)) * rate / 1e9
+                peak = max(peak, sgemm_gflops())  # before and after: the better of the two
+                fmt = "NHWC" if channels_last else "NCHW"
+                rows.append({"model": name, "batch": batch, "format": fmt, "images_per_s": rate, "gflops": gflops,
+                             "sgemm_gflops": peak, "ratio": gflops / peak})
+                print(f"{name:<15} {batch:5d} {fmt:<8} {rate:8.0f} {gflops:8.1f} {peak:7.1f} {gflops / peak:6.2f}",
+                      flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

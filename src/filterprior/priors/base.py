@@ -162,7 +162,7 @@ def load_prior_bank(cfg: PriorConfig, model: nn.Module) -> FilterBank:
     path = default_bank_path(model_name, networks=cfg.init_from_bank and cfg.init_mode == "network")
     if path is None:
         raise UserError(
-            f"prior {cfg.name!r} needs a filter bank, and none is bundled for model {model_name!r}: build one "
+            f"{'prior ' + repr(cfg.name) if cfg.name != 'none' else 'prior.init_from_bank'} needs a filter bank, and none is bundled for model {model_name!r}: build one "
             "from networks trained on plenty of data with `filterprior collect` and set prior.bank=<that file>"
         )
     return load_bank(path)
