@@ -18,6 +18,8 @@ def test_weight_decay_only_on_matrices_and_kernels():
     assert all(p.dim() >= 2 for p in decayed["params"]) and decayed["weight_decay"] == 0.1
     assert all(p.dim() < 2 for p in plain["params"]) and plain["weight_decay"] == 0.0
     assert len(decayed["params"]) == 2 and len(plain["params"]) == 4
+    (every,) = build_optimizer(model, OptimConfig(name="adam", weight_decay=0.1, decay_all=True)).param_groups
+    assert len(every["params"]) == 6 and every["weight_decay"] == 0.1
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])

@@ -51,7 +51,8 @@ class OptimConfig:
     momentum: float = 0.9
     nesterov: bool = True
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 5e-4  # applied to tensors with dim >= 2 only (not biases, not norms)
+    weight_decay: float = 5e-4  # applied to tensors with dim >= 2 only (not biases, not norms)...
+    decay_all: bool = False  # ...unless true: every parameter, as a torch optimiser given model.parameters()
     schedule: str = "cosine"  # constant | step | cosine | onecycle
     warmup_epochs: float = 0.0  # linear warm-up (constant, step, cosine)
     step_epochs: int = 30  # step schedule: decay every this many epochs
