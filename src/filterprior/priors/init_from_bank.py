@@ -1,4 +1,4 @@
-"""Initialise conv layers with filters from a bank (optionally freezing the first one).
+"""Initialise conv layers with filters from a bank (optionally freezing them).
 
 Two modes. `sample` draws each layer's kernels at random from the bank, mixing source networks: a
 prior over single kernels. `network` copies one source network's whole filters, in order, into every
