@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from filterprior.cli import main
@@ -36,13 +37,13 @@ def make_folder(root, classes=("cats", "dogs", "owls"), per_class=12):
 def test_study_on_own_folder_with_the_bundled_bank(tmp_path, capsys):
     data = make_folder(tmp_path / "pets")
     out = tmp_path / "study"
-    code = main(["study", "--data", str(data), "--sizes", "4", "--methods", "none,gaussian", "--split-seeds", "0,1",
+    code = main(["study", "--data", str(data), "--sizes", "4", "--methods", "none,gaussian,transfer", "--split-seeds", "0,1",
                  "--epochs", "3", "--workers", "1", "--out", str(out), "threads=1"])
     assert code == 0, capsys.readouterr().err
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((r["method"], r["split_seed"]) for r in rows) == [
-        ("gaussian", "0"), ("gaussian", "1"), ("none", "0"), ("none", "1")]
+        ("gaussian", "0"), ("gaussian", "1"), ("none", "0"), ("none", "1"), ("transfer", "0"), ("transfer", "1")]
     for row in rows:
         metrics = json.loads((out / row["run_dir"] / "metrics.json").read_text())
         assert metrics["classes"] == ["cats", "dogs", "owls"]
@@ -50,6 +51,17 @@ def test_study_on_own_folder_with_the_bundled_bank(tmp_path, capsys):
     gaussian_csv = (out / "gaussian" / "n4" / "split0" / "metrics.csv").read_text()
     assert "prior/gaussian/0" in gaussian_csv.splitlines()[0]
     assert "| gaussian |" in (out / "summary.md").read_text()
+    # transfer: a whole bundled source network, frozen, under a new 3-class head
+    from safetensors.torch import load_file
+
+    from filterprior.priors.bank import load_bank
+
+    bank = load_bank(default_bank_path("filternet-s2", networks=True))
+    trained = load_file(str(out / "transfer" / "n4" / "split0" / "weights.safetensors"))
+    (head,) = [v for v in trained.values() if v.dim() == 2]
+    assert head.shape[0] == 3
+    blocks = bank.filters("6").split(128)
+    assert any(torch.equal(trained["6.weight"], block) for block in blocks)
     assert (out / "bank.png").is_file()  # the report shows the bank beside the runs' filters
     assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
     assert (tmp_path / "report.html").stat().st_size > 10_000
