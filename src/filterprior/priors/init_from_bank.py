@@ -48,19 +48,24 @@ def init_from_bank(
         raise UserError(f"prior.freeze: {freeze!r} is not a choice; expected one of {', '.join(FREEZE_CHOICES)}")
     if mode not in INIT_MODES:
         raise UserError(f"prior.init_mode: {mode!r} is not an init mode; expected one of {', '.join(INIT_MODES)}")
+    copied_norms: dict[str, nn.Module] = {}  # layer -> its BatchNorm, filled from the bank with its filters
     if mode == "network":
         chosen = _network_layers(model, bank, layers)
         networks = _network_count(bank)
         source = int(torch.randint(networks, (1,), generator=generator))
         norms = _affine_norms(model)
-        filled = {name: _copy_network_layer(bank, name, conv, norms.get(name), networks, source) for name, conv in chosen}
+        filled = {}
+        for name, conv in chosen:
+            filled[name], norm = _copy_network_layer(bank, name, conv, norms.get(name), networks, source)
+            if norm is not None:
+                copied_norms[name] = norm
     else:
-        chosen, norms = select_layers(model, layers), {}
+        chosen = select_layers(model, layers)
         filled = {name: _fill_sampled_layer(bank, name, conv, generator) for name, conv in chosen}
     for name, conv in chosen[: {"none": 0, "first": 1, "all": len(chosen)}[freeze]]:
         freeze_conv(conv)
-        if filled[name].endswith("with its BatchNorm"):  # the source's BatchNorm goes with its filters
-            freeze_norm(model, norms[name])
+        if name in copied_norms:  # the source's BatchNorm goes with its filters
+            freeze_norm(model, copied_norms[name])
     return filled
 
 
@@ -80,8 +85,9 @@ def _fill_sampled_layer(bank: FilterBank, name: str, conv: nn.Conv2d, generator:
 
 def _copy_network_layer(
     bank: FilterBank, name: str, conv: nn.Conv2d, norm: nn.Module | None, networks: int, source: int
-) -> str:
-    """The source network's own filters (unscaled: its BatchNorm statistics belong to that scale)."""
+) -> tuple[str, nn.Module | None]:
+    """The source network's own filters (unscaled: its BatchNorm statistics belong to that scale), and
+    its BatchNorm into `norm` when the bank holds one; returns the description and the norm filled."""
     shape = tuple(conv.weight.shape)
     bank_layer = bank.match_layer(name, shape, "filter")
     held = bank.filters(bank_layer).shape[0]
@@ -96,7 +102,8 @@ def _copy_network_layer(
         conv.weight.copy_(bank.filters(bank_layer)[part].to(conv.weight))
         for key, value in (bank.norms[bank_layer].items() if with_norm else ()):
             getattr(norm, key).copy_(value[part].to(getattr(norm, key)))
-    return f"filters of bank layer {bank_layer}, network {source}" + (" with its BatchNorm" if with_norm else "")
+    description = f"filters of bank layer {bank_layer}, network {source}" + (" with its BatchNorm" if with_norm else "")
+    return description, norm if with_norm else None
 
 
 def apply_init_from_bank(
