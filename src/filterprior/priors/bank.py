@@ -79,6 +79,16 @@ class FilterBank:
                 digest.update(self.norms[name][key].cpu().numpy().tobytes())
         return digest.hexdigest()
 
+    def rounded(self, dtype: torch.dtype) -> "FilterBank":
+        """This bank as it reads back after being stored in `dtype` (its hash recomputed); float32: itself."""
+        if dtype == torch.float32:
+            return self
+        return FilterBank(
+            {name: entry["filters"].to(dtype) for name, entry in self.layers.items()},
+            {k: v for k, v in self.metadata.items() if k != "content_hash"},
+            {name: {key: t.to(dtype) for key, t in entry.items()} for name, entry in self.norms.items()},
+        )
+
     def to(self, device: torch.device | str) -> "FilterBank":
         moved = FilterBank.__new__(FilterBank)
         moved.layers = {
@@ -148,12 +158,7 @@ def save_bank(bank: FilterBank, path: str | Path, dtype: torch.dtype = torch.flo
     from safetensors.torch import save_file
 
     path = Path(path)
-    if dtype != torch.float32:
-        bank = FilterBank(
-            {name: entry["filters"].to(dtype) for name, entry in bank.layers.items()},
-            {k: v for k, v in bank.metadata.items() if k != "content_hash"},
-            {name: {key: t.to(dtype) for key, t in entry.items()} for name, entry in bank.norms.items()},
-        )
+    bank = bank.rounded(dtype)
     tensors = {name: entry["filters"].cpu().to(dtype).contiguous() for name, entry in bank.layers.items()}
     for name, entry in bank.norms.items():
         tensors.update({f"{name}{NORM_SEP}{key}": t.cpu().to(dtype).contiguous() for key, t in entry.items()})
@@ -307,9 +312,9 @@ def collect_bank(
         "sources": [str(p) for p in paths],
     }
     found.update({k: v for k, v in (metadata or {}).items() if v is not None})  # None: "not known here"
-    bank = bank_from_state_dicts(state_dicts, layers, found, _norm_names(found))
+    bank = bank_from_state_dicts(state_dicts, layers, found, _norm_names(found)).rounded(dtype)
     save_bank(bank, out, dtype)
-    return load_bank(out)
+    return bank
 
 
 def _norm_names(info: Mapping[str, Any]) -> dict[str, str]:
