@@ -13,15 +13,14 @@ from torch import nn
 from filterprior.errors import UserError
 from filterprior.priors.bank import (
     FilterBank,
-    bank_from_state_dicts,
     bank_sidecar_path,
-    collect_bank,
     default_bank_path,
     describe_bank,
     load_bank,
     save_bank,
     show_bank,
 )
+from filterprior.priors.bank_build import bank_from_state_dicts, collect_bank
 
 torch.set_num_threads(1)
 

@@ -5,15 +5,14 @@ Importing this package registers every prior; `create_prior(cfg, model, device)`
 
 from filterprior.priors.bank import (
     FilterBank,
-    bank_from_state_dicts,
     bank_sidecar_path,
-    collect_bank,
     default_bank_path,
     describe_bank,
     load_bank,
     save_bank,
     show_bank,
 )
+from filterprior.priors.bank_build import bank_from_state_dicts, collect_bank
 from filterprior.priors.base import (
     LossTerm,
     create_prior,

@@ -4,19 +4,17 @@ A bank file is a safetensors file (one tensor per layer, (n, in, kh, kw) float32
 carries the metadata as JSON; a JSON sidecar beside it (`bank.json` for `bank.safetensors`) repeats
 the metadata for people and tools without torch. The content hash (sha256 over the layers' names,
 shapes and float32 bytes) is checked on load, so a damaged file is refused instead of used.
+Building a bank from trained networks lives in `bank_build`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
-import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
-import yaml
 
 from filterprior.errors import UserError
 from filterprior.priors.views import VIEWS
@@ -25,7 +23,6 @@ from filterprior.utils import atomic_path, atomic_write_text
 HEADER_KEY = "filterprior_bank"
 NORM_SEP = "::norm."  # tensor key of a layer's BatchNorm entry: "<layer>::norm.<key>"
 NORM_KEYS = ("weight", "bias", "running_mean", "running_var")
-WEIGHTS_FILE = "weights.safetensors"
 BANKS_DIR = Path(__file__).resolve().parent.parent / "assets" / "banks"
 
 
@@ -182,7 +179,7 @@ def load_bank(path: str | Path) -> FilterBank:
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
         raise UserError(f"filter bank {path} is not a readable safetensors file: {exc}") from exc
     try:
-        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else _read_json(bank_sidecar_path(path))
+        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else read_json(bank_sidecar_path(path))
     except (json.JSONDecodeError, UserError) as exc:
         raise UserError(f"filter bank {path}: its metadata is missing or not valid JSON ({exc})") from exc
     norms: dict[str, dict[str, torch.Tensor]] = {}
@@ -212,121 +209,6 @@ def default_bank_path(model_name: str | None, networks: bool = False) -> Path | 
         return None
     path = BANKS_DIR / f"{model_name}-cifar100{'-networks' if networks else ''}.safetensors"
     return path if path.is_file() else None
-
-
-# ------------------------------------------------------------------------------------ building
-
-
-def bank_from_state_dicts(
-    state_dicts: Sequence[Mapping[str, torch.Tensor]],
-    layer_names: Sequence[str],
-    metadata: Mapping[str, Any] | None = None,
-    norm_names: Mapping[str, str] | None = None,
-) -> FilterBank:
-    """Stack each layer's conv weights from every state dict; no layer names -> every conv weight.
-
-    `norm_names` maps a conv layer to the BatchNorm after it; those are stacked too (an affine-free
-    BatchNorm contributes weight 1 and bias 0).
-    """
-    if not state_dicts:
-        raise UserError("building a filter bank needs at least one network's weights")
-    cleaned = [_strip_wrappers(sd) for sd in state_dicts]
-    names = [n[: -len(".weight")] if n.endswith(".weight") else n for n in layer_names]
-    if not names:
-        names = sorted(_conv_layer_names(cleaned[0]), key=_natural_key)
-    filters = {}
-    for name in names:
-        parts = []
-        for i, sd in enumerate(cleaned):
-            weight = sd.get(f"{name}.weight")
-            if weight is None or weight.dim() != 4:
-                raise UserError(
-                    f"network {i} has no conv layer {name!r}; its conv layers are: {', '.join(_conv_layer_names(sd))}"
-                )
-            if parts and weight.shape[1:] != parts[0].shape[1:]:
-                raise UserError(
-                    f"conv layer {name!r}: network {i} has filters {tuple(weight.shape[1:])}, "
-                    f"network 0 has {tuple(parts[0].shape[1:])}"
-                )
-            parts.append(weight.detach().float().cpu())
-        filters[name] = torch.cat(parts)
-    norms = {}
-    for name in names:
-        bn = (norm_names or {}).get(name)
-        if bn is not None and all(f"{bn}.running_mean" in sd for sd in cleaned):
-            norms[name] = {key: torch.cat([_norm_tensor(sd, bn, key) for sd in cleaned]) for key in NORM_KEYS}
-    meta = dict(metadata or {})
-    meta["layers"] = names
-    meta.setdefault("networks", len(state_dicts))
-    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    return FilterBank(filters, meta, norms)
-
-
-def _norm_tensor(sd: Mapping[str, torch.Tensor], bn: str, key: str) -> torch.Tensor:
-    value = sd.get(f"{bn}.{key}")
-    if value is None:  # BatchNorm2d(affine=False): no weight and bias
-        mean = sd[f"{bn}.running_mean"]
-        value = torch.ones_like(mean) if key == "weight" else torch.zeros_like(mean)
-    return value.detach().float().cpu()
-
-
-def collect_bank(
-    weight_files: Iterable[str | Path],
-    layers: Sequence[str],
-    out: str | Path,
-    metadata: Mapping[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> FilterBank:
-    """Build a bank from exported `weights.safetensors` files (or run directories holding one) and save it.
-
-    Beside each weights file the engine's `weights.json` (model, options, classes) is read, and in a run
-    directory `metrics.json` (test accuracy) and `config.yaml` (seed, dataset, recipe) too, so the bank
-    records where its filters came from. `metadata` entries override what was found (None ones do not).
-    """
-    from safetensors.torch import load_file
-
-    paths = [_weights_path(Path(p)) for p in weight_files]
-    if not paths:
-        raise UserError("filterprior collect: give at least one weights.safetensors file or run directory")
-    state_dicts, infos = [], []
-    for path in paths:
-        try:
-            state_dicts.append(load_file(str(path)))
-        except Exception as exc:
-            raise UserError(f"weights file {path} is not a readable safetensors file: {exc}") from exc
-        infos.append(_source_info(path))
-    models = {info.get("model") for info in infos}
-    if len(models) > 1:
-        raise UserError(
-            f"filterprior collect: the weights come from different models ({sorted(map(str, models))}); "
-            "use one model per bank"
-        )
-    found: dict[str, Any] = {
-        "model": infos[0].get("model"),
-        "model_options": infos[0].get("options", {}),
-        "num_classes": infos[0].get("num_classes") or len(infos[0].get("classes") or []) or None,
-        "source_dataset": _single(info.get("dataset") for info in infos),
-        "seeds": [info.get("seed") for info in infos],
-        "source_test_acc": [info.get("test_acc") for info in infos],
-        "recipe": infos[0].get("recipe"),
-        "sources": [str(p) for p in paths],
-    }
-    found.update({k: v for k, v in (metadata or {}).items() if v is not None})  # None: "not known here"
-    bank = bank_from_state_dicts(state_dicts, layers, found, _norm_names(found)).rounded(dtype)
-    save_bank(bank, out, dtype)
-    return bank
-
-
-def _norm_names(info: Mapping[str, Any]) -> dict[str, str]:
-    """conv layer -> its BatchNorm's name, from the source model's architecture when it is registered."""
-    from filterprior.models import create_model, list_models
-    from filterprior.priors.views import norms_after_convs
-
-    if info.get("model") not in list_models() or not info.get("num_classes"):
-        return {}
-    model = create_model(info["model"], num_classes=info["num_classes"], **(info.get("model_options") or {}))
-    names = {id(m): n for n, m in model.named_modules()}
-    return {conv: names[id(bn)] for conv, bn in norms_after_convs(model).items()}
 
 
 # ------------------------------------------------------------------------------------ showing
@@ -374,35 +256,7 @@ def show_bank(
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _weights_path(path: Path) -> Path:
-    candidate = path / WEIGHTS_FILE if path.is_dir() else path
-    if not candidate.is_file():
-        raise UserError(f"{path}: expected a {WEIGHTS_FILE} file or a run directory holding one")
-    return candidate
-
-
-def _source_info(weights: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    sidecar = weights.with_suffix(".json")
-    if sidecar.is_file():
-        info.update(_read_json(sidecar))
-    run_dir = weights.parent
-    if (run_dir / "metrics.json").is_file():
-        info["test_acc"] = _read_json(run_dir / "metrics.json").get("test_acc")
-    if (run_dir / "config.yaml").is_file():
-        try:
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{run_dir / 'config.yaml'} is not valid YAML: {exc}") from exc
-        data = cfg.get("data") or {}
-        info.setdefault("dataset", data.get("dataset"))
-        info["seed"] = cfg.get("seed")
-        info["recipe"] = {k: cfg.get(k) for k in ("optim", "epochs", "batch_size", "prior") if k in cfg}
-        info["recipe"]["data"] = {k: v for k, v in data.items() if k not in ("root", "split_seed")}
-    return info
-
-
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path} does not exist")
     try:
@@ -412,26 +266,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
-
-
-def _strip_wrappers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in sd.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
-
-
-def _conv_layer_names(sd: Mapping[str, torch.Tensor]) -> list[str]:
-    return [k[: -len(".weight")] for k, v in sd.items() if k.endswith(".weight") and v.dim() == 4]
-
-
-def _natural_key(name: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def _single(values: Iterable[Any]) -> Any:
-    distinct = sorted({str(v) for v in values if v is not None})
-    return distinct[0] if len(distinct) == 1 else (distinct or None)

@@ -43,7 +43,7 @@ def train_sources(args: argparse.Namespace) -> list[Path]:
 
 
 def collect_main(args: argparse.Namespace) -> int:
-    from filterprior.priors.bank import collect_bank
+    from filterprior.priors.bank_build import collect_bank
 
     paths = [Path(p) for p in args.sources] if args.sources else train_sources(args)
     if not paths:
