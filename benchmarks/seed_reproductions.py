@@ -2,7 +2,8 @@
 
     FILTERPRIOR_DATA=../shared/data .venv/bin/python benchmarks/seed_reproductions.py \
         [--recipes simplecnn-seed,mynet-small-seed,mynet-deep-seed,simplecnn-fast] [--epochs N] \
-        [--runs runs/seed-repro] [--results benchmarks/results/seed_reproductions.csv] [key=value ...]
+        [--runs runs/seed-repro] [--results benchmarks/results/seed_reproductions.csv]
+        [--test-every-epoch FILE] [key=value ...]
 
 Each recipe is a TrainConfig YAML in benchmarks/configs/<recipe>.yaml, trained on all 50,000 training
 images; the test set (10,000 images) is evaluated once, at the end. Trailing `key=value` pairs override
@@ -15,6 +16,10 @@ benchmarks/results/seed_reproductions.csv holds real runs only.
 The shared `cifar10` (FILTERPRIOR_DATA=/work/shared/data) is a JPEG re-encoding (quality about 75) of
 CIFAR-10: accuracies on it are close to, but not exactly, those on the original files the seed used.
 mynet-small-seed and mynet-deep-seed are our reconstruction: the seed document gives their results only.
+
+`--test-every-epoch FILE` is a diagnostic of how a seed may have reported, not a result: it also reads
+the test set after every epoch (rows recipe, epoch, test_acc appended to FILE), to show what picking the
+best epoch would have given. It leaves the run itself unchanged; its reported figure stays the last epoch's.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from filterprior.config import apply_overrides, load_config
 from filterprior.data import load_data
 from filterprior.errors import UserError
 from filterprior.train import train
+from filterprior.train.engine import prepare_data
+from filterprior.train.evaluate import evaluate
+from filterprior.utils import resolve_device
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -80,12 +88,30 @@ def parse_recipes(text: str) -> list[str]:
     return names
 
 
+def per_epoch_tester(cfg, recipe: str, path: Path):
+    """An on_epoch_end callback that appends (recipe, epoch, test accuracy) to `path` after every epoch."""
+    prep = prepare_data(cfg, resolve_device(cfg.device))  # the test set as train() builds it, on its device
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.stat().st_size == 0:
+        path.write_text("date,recipe,epoch,test_acc\n")
+
+    def test_now(epoch: int, model) -> None:
+        acc = evaluate(model, prep.test_loader, len(prep.classes)).acc
+        with path.open("a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d')},{recipe},{epoch},{acc:.4f}\n")
+        print(f"  (diagnostic) epoch {epoch}: test {100 * acc:.2f} %", flush=True)
+
+    return test_now
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of: {', '.join(RECIPES)}")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (a quick look)")
     parser.add_argument("--runs", default="runs/seed-repro", help="where the run directories go")
     parser.add_argument("--results", default=str(RESULTS), help="CSV the rows are appended to")
+    parser.add_argument("--test-every-epoch", metavar="FILE",
+                        help="diagnostic: also read the test set after every epoch, rows appended to FILE")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides applied to every recipe")
     args = parser.parse_args()
     recipes = parse_recipes(args.recipes)
@@ -113,7 +139,8 @@ def main() -> None:
                 notes.add(note)
             torch.set_num_threads(default_threads)  # a recipe without `threads` gets torch's default
             run_dir = Path(args.runs) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            metrics = train(cfg, run_dir, quiet=False)
+            watch = per_epoch_tester(cfg, name, Path(args.test_every_epoch)) if args.test_every_epoch else None
+            metrics = train(cfg, run_dir, quiet=False, on_epoch_end=watch)
             env = json.loads((run_dir / "env.json").read_text())
             seed_acc, seed_what = RECIPES[name]
             acc = metrics["test_acc"]

@@ -1,11 +1,15 @@
 """Training throughput of every registered model, against this machine's sgemm peak, in one process.
 
     .venv/bin/python benchmarks/throughput.py [--threads N] [--batch 128 | --batch 16,32,128] [--seconds 6]
+        [--malloc keep | --malloc default,keep]
 
 For each model: images/s of full training steps (forward, backward, SGD step) on random 32x32 batches,
 and GFLOP/s = 3 x forward FLOPs per image x images/s (backward costs about twice the forward). The
 sgemm peak is the best of several float32 GEMMs (see sgemm_gflops) with the same thread count, measured right
 before each model so that load from other processes affects both alike; the ratio is what to compare.
+`--malloc default,keep` times every model first with glibc's malloc as it comes, then with the training
+engine's setting (filterprior.train.allocator: freed memory kept, not unmapped); the order is fixed
+because the setting cannot be undone inside a process.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from filterprior.models import create_model, flops_per_image, list_models
+from filterprior.train.allocator import keep_freed_memory
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -78,25 +83,30 @@ def main() -> None:
     parser.add_argument("--batch", default="128", help="batch size, or comma-separated sizes to compare")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--models", default=",".join(list_models()))
+    parser.add_argument("--malloc", default="keep", choices=["keep", "default", "default,keep"],
+                        help="glibc malloc as training sets it (keep), as it comes (default), or both in turn")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     batches = [int(b) for b in args.batch.split(",")]
     print(f"torch {torch.__version__}, {args.threads} threads")
-    print(f"{'model':<15} {'batch':>5} {'format':<8} {'img/s':>8} {'GFLOP/s':>8} {'sgemm':>7} {'ratio':>6}")
-    for name in args.models.split(","):
-        for batch in batches:
-            for channels_last in (False, True):  # NCHW and NHWC side by side
-                peak = sgemm_gflops()
-                rate = train_images_per_second(name, batch, args.seconds, channels_last)
-                gflops = 3 * flops_per_image(create_model(name)) * rate / 1e9
-                peak = max(peak, sgemm_gflops())  # before and after: the better of the two
-                fmt = "NHWC" if channels_last else "NCHW"
-                rows.append({"model": name, "batch": batch, "format": fmt, "images_per_s": rate, "gflops": gflops,
-                             "sgemm_gflops": peak, "ratio": gflops / peak})
-                print(f"{name:<15} {batch:5d} {fmt:<8} {rate:8.0f} {gflops:8.1f} {peak:7.1f} {gflops / peak:6.2f}",
-                      flush=True)
+    print(f"{'model':<15} {'batch':>5} {'format':<6} {'malloc':<7} {'img/s':>8} {'GFLOP/s':>8} {'sgemm':>7} {'ratio':>6}")
+    for malloc in args.malloc.split(","):
+        if malloc == "keep" and not keep_freed_memory():
+            print("note: this is not glibc (or FILTERPRIOR_MALLOC=default): malloc left as it is")
+        for name in args.models.split(","):
+            for batch in batches:
+                for channels_last in (False, True):  # NCHW and NHWC side by side
+                    peak = sgemm_gflops()
+                    rate = train_images_per_second(name, batch, args.seconds, channels_last)
+                    gflops = 3 * flops_per_image(create_model(name)) * rate / 1e9
+                    peak = max(peak, sgemm_gflops())  # before and after: the better of the two
+                    fmt = "NHWC" if channels_last else "NCHW"
+                    rows.append({"model": name, "batch": batch, "format": fmt, "malloc": malloc, "images_per_s": rate,
+                                 "gflops": gflops, "sgemm_gflops": peak, "ratio": gflops / peak})
+                    print(f"{name:<15} {batch:5d} {fmt:<6} {malloc:<7} {rate:8.0f} {gflops:8.1f} {peak:7.1f} "
+                          f"{gflops / peak:6.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ def test_run_directory_tells_the_whole_story(tmp_path):
     assert len(lines) == 3
     env = json.loads((run / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["malloc_keeps_freed_memory"] == (platform.libc_ver()[0] == "glibc")
 
 
 def test_training_learns_something_on_real_images(tmp_path):
@@ -156,3 +158,20 @@ def test_channels_last_trains_to_the_same_kind_of_run(tmp_path):
     metrics = train(quick_config("epochs=1", "channels_last=true", "model.name=filternet-s2"), tmp_path / "run",
                     quiet=True)
     assert 0.0 <= metrics["test_acc"] <= 1.0 and (tmp_path / "run" / "weights.safetensors").is_file()
+
+
+def test_an_evaluating_epoch_callback_leaves_the_run_unchanged(tmp_path):
+    from filterprior.train.engine import prepare_data
+    from filterprior.train.evaluate import evaluate
+
+    cfg = quick_config("epochs=3", "data.crop_padding=4", "data.flip=true")
+    plain = train(cfg, tmp_path / "plain", quiet=True)
+    test_loader = prepare_data(cfg, torch.device("cpu")).test_loader
+    seen = []
+
+    def test_each_epoch(epoch, model):
+        seen.append((epoch, evaluate(model, test_loader, 10).acc))
+
+    watched = train(cfg, tmp_path / "watched", quiet=True, on_epoch_end=test_each_epoch)
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    assert watched["test_acc"] == plain["test_acc"] == seen[-1][1]

@@ -12,14 +12,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from filterprior.config import TrainConfig, config_hash, save_config
 from filterprior.errors import UserError
+from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
 from filterprior.train.environment import environment_info
 from filterprior.train.evaluate import EvalResult, evaluate
@@ -122,13 +124,22 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Train one run; write the run directory; return the final metrics (also in metrics.json)."""
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False,
+          on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> dict[str, Any]:
+    """Train one run; write the run directory; return the final metrics (also in metrics.json).
+
+    `on_epoch_end(epoch, model)`, if given, is called after each epoch's checkpoint (epoch counts from 1),
+    for diagnostics that are no part of a run, such as benchmarks/seed_reproductions.py's
+    `--test-every-epoch`. Training sets the model back to training mode and reseeds before each epoch,
+    so a callback that only evaluates leaves the run's results unchanged.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # ~12 % faster steps on CPU: buffers are reused, not page-faulted in again
     say = (lambda msg: None) if quiet else print
     checkpoint_path = run_dir / "checkpoint.pt"
     if resume and not checkpoint_path.exists():
@@ -225,6 +236,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                      "config_hash": config_hash(cfg)},
                     checkpoint_path,
                 )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, model)
     finally:
         tb.close()
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import filterprior
+from filterprior.train.allocator import freed_memory_kept
 
 
 def git_sha() -> str | None:
@@ -40,6 +41,7 @@ def environment_info(device: torch.device, cfg: Any = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "malloc_keeps_freed_memory": freed_memory_kept(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if device.type == "cuda":
