@@ -16,6 +16,8 @@ benchmarks/results/seed_reproductions.csv holds real runs only.
 The shared `cifar10` (FILTERPRIOR_DATA=/work/shared/data) is a JPEG re-encoding (quality about 75) of
 CIFAR-10: accuracies on it are close to, but not exactly, those on the original files the seed used.
 mynet-small-seed and mynet-deep-seed are our reconstruction: the seed document gives their results only.
+resnet18-gpu and resnet-scaled-gpu (not in the default list) are full trainings meant for a GPU
+(`device=auto` takes CUDA when present): about 7 and 20 CPU-hours here.
 
 `--test-every-epoch FILE` is a diagnostic of how a seed may have reported, not a result: it also reads
 the test set after every epoch (rows recipe, epoch, test_acc appended to FILE), to show what picking the
@@ -47,13 +49,16 @@ HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
 RESULTS = HERE / "results" / "seed_reproductions.csv"
 
-# recipe -> (seed's test accuracy, what that figure is)
-RECIPES: dict[str, tuple[float, str]] = {
+# recipe -> (seed's test accuracy or None, what that figure is)
+RECIPES: dict[str, tuple[float | None, str]] = {
     "simplecnn-seed": (0.6926, "seed SimpleCNN, 50 epochs"),
     "mynet-small-seed": (0.54, "seed document 004"),
     "mynet-deep-seed": (0.69, "seed document 004"),
     "simplecnn-fast": (0.6926, "seed SimpleCNN, 50 epochs; target: match it in <= 10 CPU-min"),
+    "resnet18-gpu": (None, "no seed figure; GPU work"),
+    "resnet-scaled-gpu": (None, "no seed figure; GPU work"),
 }
+CPU_RECIPES = [name for name in RECIPES if not name.endswith("-gpu")]  # the default: hours, not days, on a CPU
 COLUMNS = ["date", "recipe", "dataset", "data_source", "epochs", "overrides", "test_acc", "seed_acc",
            "wall_time_s", "threads", "device", "machine", "torch", "run_dir"]
 
@@ -106,7 +111,7 @@ def per_epoch_tester(cfg, recipe: str, path: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of: {', '.join(RECIPES)}")
+    parser.add_argument("--recipes", default=",".join(CPU_RECIPES), help=f"comma-separated, of: {', '.join(RECIPES)}")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (a quick look)")
     parser.add_argument("--runs", default="runs/seed-repro", help="where the run directories go")
     parser.add_argument("--results", default=str(RESULTS), help="CSV the rows are appended to")
@@ -145,13 +150,15 @@ def main() -> None:
             seed_acc, seed_what = RECIPES[name]
             acc = metrics["test_acc"]
             acc_text = f"{100 * acc:5.2f} %" if acc is not None else "  n/a  "
-            line = (f"{name:<17} test {acc_text} (seed {100 * seed_acc:.2f} %: {seed_what})  "
+            seed_text = f"seed {100 * seed_acc:.2f} %: {seed_what}" if seed_acc is not None else seed_what
+            line = (f"{name:<17} test {acc_text} ({seed_text})  "
                     f"{metrics['wall_time_s']:6.0f} s  {env['torch_threads']} threads  {cfg.epochs} epochs  "
                     f"{cfg.data.dataset}  {env['device']}")
             print(line, flush=True)
             lines.append(line)
             writer.writerow([time.strftime("%Y-%m-%d"), name, cfg.data.dataset, Path(source).name, cfg.epochs,
-                             " ".join(overrides), f"{acc:.4f}" if acc is not None else "", f"{seed_acc:.4f}",
+                             " ".join(overrides), f"{acc:.4f}" if acc is not None else "",
+                             f"{seed_acc:.4f}" if seed_acc is not None else "",
                              f"{metrics['wall_time_s']:.1f}", env["torch_threads"], env["device"], machine(),
                              torch.__version__, str(run_dir)])
             handle.flush()

@@ -1,0 +1,31 @@
+"""The benchmark scripts still run (on the embedded mini data), so their recorded commands stay true."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_seed_reproduction_with_per_epoch_test_diagnostic(tmp_path):
+    results, per_epoch = tmp_path / "rows.csv", tmp_path / "per-epoch.csv"
+    subprocess.run([sys.executable, str(BENCHMARKS / "seed_reproductions.py"), "--recipes", "simplecnn-fast",
+                    "--epochs", "2", "--runs", str(tmp_path / "runs"), "--results", str(results),
+                    "--test-every-epoch", str(per_epoch), "data.dataset=mini", "threads=1", "batch_size=32"],
+                   check=True, capture_output=True, text=True)
+    [row] = list(csv.DictReader(results.open()))
+    epochs = list(csv.DictReader(per_epoch.open()))
+    assert row["recipe"] == "simplecnn-fast" and row["epochs"] == "2"
+    assert [e["epoch"] for e in epochs] == ["1", "2"]
+    assert epochs[-1]["test_acc"] == row["test_acc"]  # the last epoch's reading is the run's one test
+
+
+def test_seed_reproduction_refuses_an_unknown_recipe(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "seed_reproductions.py"), "--recipes", "nope",
+                           "--results", str(tmp_path / "rows.csv")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown recipe 'nope'" in done.stderr and "simplecnn-seed" in done.stderr
+    assert "Traceback" not in done.stderr
