@@ -123,12 +123,13 @@ def test_bank_from_state_dicts_stacks_networks():
         bank_from_state_dicts(sds, ["conv7"])
 
 
-def write_run(run_dir, net: nn.Module, seed: int, acc: float, model: str = "toy"):
+def write_run(run_dir, net: nn.Module, seed: int, acc: float, model: str = "toy", classes=("a", "b"),
+              dataset: str = "cifar100"):
     run_dir.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(run_dir / "weights.safetensors"))
-    (run_dir / "weights.json").write_text(json.dumps({"model": model, "options": {"width": 1}, "classes": ["a", "b"]}))
+    (run_dir / "weights.json").write_text(json.dumps({"model": model, "options": {"width": 1}, "classes": list(classes)}))
     (run_dir / "metrics.json").write_text(json.dumps({"test_acc": acc}))
-    cfg = {"seed": seed, "epochs": 3, "data": {"dataset": "cifar100", "root": "/x"}, "optim": {"lr": 0.1}}
+    cfg = {"seed": seed, "epochs": 3, "data": {"dataset": dataset, "root": "/x"}, "optim": {"lr": 0.1}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
@@ -160,12 +161,46 @@ def test_collect_bank_refuses_bad_sources(tmp_path):
     net(torch.zeros(1, 3, 12, 12))
     write_run(tmp_path / "a", net, 0, 0.5, model="toy")
     write_run(tmp_path / "b", net, 1, 0.5, model="other")
-    with pytest.raises(UserError, match="different models"):
+    with pytest.raises(UserError, match="differ in model .*'toy'.*'other'"):
         collect_bank([tmp_path / "a", tmp_path / "b"], [], tmp_path / "x.safetensors")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="empty"):
         collect_bank([tmp_path / "empty"], [], tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_path, capsys):
+    from filterprior.cli import main
+
+    net = small_net(0)
+    net(torch.zeros(1, 3, 12, 12))
+    write_run(tmp_path / "a", net, 0, 0.5, dataset="zoo")
+    write_run(tmp_path / "b", net, 1, 0.5, classes=[str(i) for i in range(10)])
+    out = tmp_path / "x.safetensors"
+    cases = [
+        ([tmp_path / "a", tmp_path / "a"], "are the same source model"),
+        ([tmp_path / "a", tmp_path / "a" / "weights.safetensors"], "are the same source model"),
+        ([tmp_path / "a", tmp_path / "b"], "differ in num_classes"),
+    ]
+    for sources, message in cases:
+        assert main(["collect", "-o", str(out), "--from", *map(str, sources)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(tmp_path / "a") in err and "Traceback" not in err, err
+    assert not out.exists()
+    write_run(tmp_path / "c", net, 2, 0.6, dataset="apes")
+    assert main(["collect", "-o", str(out), "--from", str(tmp_path / "a"), str(tmp_path / "c")]) == 0
+    meta = load_bank(out).metadata
+    assert meta["source_dataset"] == ["zoo", "apes"] and meta["seeds"] == [0, 2]  # in the order of sources
+    assert meta["sources"] == [str(tmp_path / "a"), str(tmp_path / "c")]
+
+
+def test_collect_needs_at_least_one_source_to_train(tmp_path, capsys):
+    from filterprior.cli import main
+
+    assert main(["collect", "-o", str(tmp_path / "x.safetensors"), "--num-sources", "-1",
+                 "--work-dir", str(tmp_path / "w"), "--data", "mini"]) == 2
+    assert "--num-sources -1 is not valid: expected 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_default_bank_path_is_none_without_a_bundled_bank():
@@ -235,3 +270,14 @@ def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_netw
     assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "nets.safetensors").stat().st_size
     assert torch.allclose(half.filters("6"), bank.filters("6"), rtol=1e-3, atol=1e-4)
     assert load_bank(tmp_path / "half.safetensors").content_hash() == half.metadata["content_hash"]
+
+
+def test_bank_show_writes_its_picture_to_the_current_directory(tmp_path, capsys, monkeypatch):
+    from filterprior.cli import main
+
+    bundled = default_bank_path("filternet-s2")
+    monkeypatch.chdir(tmp_path)
+    assert main(["bank", "show", str(bundled)]) == 0
+    assert f"picture of sample kernels: {tmp_path / bundled.with_suffix('.png').name}" in capsys.readouterr().out
+    assert (tmp_path / bundled.with_suffix(".png").name).is_file()
+    assert not bundled.with_suffix(".png").exists()  # nothing written inside the installed package

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -105,8 +106,10 @@ def test_other_sizes_and_modes_are_converted_and_resized(tmp_path):
     write_png(folder / "train" / "a" / "big.png", (255, 0, 0), size=(64, 48))
     write_png(folder / "train" / "a" / "gray.png", (128, 128, 128), mode="L")
     write_png(folder / "test" / "a" / "rgba.png", (0, 255, 0), mode="RGBA")
+    write_png(folder / "train" / "b" / "0.png", (0, 0, 255))  # a classifier needs 2 classes
+    write_png(folder / "test" / "b" / "0.png", (0, 0, 255))
     data = load_data(str(folder), image_size=16)
-    assert data.train_images.shape == (2, 16, 16, 3) and data.test_images.shape == (1, 16, 16, 3)
+    assert data.train_images.shape == (3, 16, 16, 3) and data.test_images.shape == (2, 16, 16, 3)
     assert (data.train_images[0] == [255, 0, 0]).all()  # resizing a flat colour keeps the colour
     assert (data.train_images[1] == 128).all()
     assert (data.test_images[0] == [0, 255, 0]).all()
@@ -142,13 +145,37 @@ def test_folder_without_test_holds_out_a_stratified_fraction(tmp_path):
 def test_unreadable_image_names_file_and_leaves_no_cache(tmp_path, cache):
     folder = make_folder(tmp_path / "pets")
     (folder / "train" / "bee" / "002.png").write_bytes(b"\x89PNG but truncated")
-    with pytest.raises(UserError, match=r"train/bee/002\.png"):
+    with pytest.raises(UserError, match=r"train/bee/002\.png is not a readable image") as err:
         load_data(str(folder))
+    assert "object at 0x" not in str(err.value)  # no Python object repr in a user's error
     assert not cache.exists() or list(cache.iterdir()) == []  # no cache file, no temporary file
     archive = make_tar(folder, tmp_path / "bad.tar.gz")
     with pytest.raises(UserError, match=r"bad\.tar\.gz/train/bee/002\.png"):
         load_data(str(archive))
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_data_without_two_classes_or_test_images_is_refused(tmp_path):
+    one = make_folder(tmp_path / "one", classes=("cat",), test=0)
+    with pytest.raises(UserError, match=r"one has only 1 class \(cat\).*at least 2"):
+        load_data(str(one))
+    single = make_folder(tmp_path / "single", classes=("cat", "dog"), train=1, test=0)
+    with pytest.raises(UserError, match=r"single: the test split is empty.*cat 1\+0, dog 1\+0.*test_fraction=0\.3"):
+        load_data(str(single), test_fraction=0.3)
+    uneven = make_folder(tmp_path / "uneven", classes=("cat", "dog"), train=5, test=0)
+    shutil.rmtree(uneven / "train" / "dog")
+    write_png(uneven / "train" / "dog" / "0.png", (0, 0, 0))
+    with pytest.raises(UserError, match=r"class\(es\) \['dog'\] have no test images"):
+        load_data(str(uneven))  # its per-class accuracy would be NaN in metrics.json
+
+
+def test_a_class_without_training_images_is_refused():
+    from filterprior.data.checks import check_usable
+
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    data = ImageData("d", ["a", "b"], images, np.array([0, 0]), images, np.array([0, 1]), "/data/d", "h")
+    with pytest.raises(UserError, match=r"/data/d: class\(es\) \['b'\] have no training images.*b 0\+1"):
+        check_usable(data, 0.2)
 
 
 def crafted_tar(path: Path, member: tarfile.TarInfo) -> Path:

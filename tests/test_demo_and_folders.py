@@ -76,3 +76,35 @@ def test_demo_runs_offline_and_writes_the_report(tmp_path, capsys):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html
+
+
+def explode(cfg, run_dir, resume=False, quiet=False):
+    raise RuntimeError("boom")
+
+
+def test_a_failed_demo_run_is_one_error_line(tmp_path, capsys, monkeypatch):
+    assert main(["demo", "--out", str(tmp_path / "d0"), "--epochs", "-1"]) == 2
+    assert "demo --epochs -1 is not valid: expected 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "d0").exists()
+    from filterprior.study import runner
+
+    real = runner.run_study
+    monkeypatch.setattr(runner, "run_study", lambda *a, **kw: real(*a, **kw, train_fn=explode, workers=1))
+    assert main(["demo", "--out", str(tmp_path / "d1"), "--epochs", "1"]) == 2  # StudyFailed, not a traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: demo: 2 of 2 runs failed") and "RuntimeError: boom" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_folders_a_classifier_cannot_use_stop_the_study_before_any_cell(tmp_path, capsys):
+    one = make_folder(tmp_path / "one", classes=("cats",), per_class=6)
+    tiny = make_folder(tmp_path / "tiny", classes=("cats", "dogs"), per_class=1)
+    for folder, message in ((one, "has only 1 class (cats); a classifier needs at least 2"),
+                            (tiny, "the test split is empty (images per class, train+test: cats 1+0, dogs 1+0)")):
+        out = tmp_path / f"study-{folder.name}"
+        code = main(["study", "--data", str(folder), "--sizes", "1", "--methods", "none", "--split-seeds", "0",
+                     "--epochs", "1", "--workers", "1", "--out", str(out), "threads=1"])
+        err = capsys.readouterr().err
+        assert code == 2 and str(folder) in err and message in err, err
+        assert "data.test_fraction=0.2" in err or folder is one
+        assert not out.exists()  # nothing written: not even the study directory

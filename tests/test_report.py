@@ -273,6 +273,28 @@ def test_report_of_an_empty_directory_names_it(tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
+def test_report_of_a_missing_directory_says_it_does_not_exist(tmp_path, capsys):
+    from filterprior.cli import main
+
+    assert main(["report", str(tmp_path / "nonexist"), "-o", str(tmp_path / "x.html")]) == 2
+    assert f"error: {tmp_path / 'nonexist'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.parametrize("garbage", [b"hello world\ngarbage,,\n", bytes(range(256)) * 3])
+def test_report_with_a_garbage_metrics_csv_warns_naming_it(study, tmp_path, capsys, garbage):
+    from filterprior.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(study / "runs/adversarial-n5-s0", run)  # no curves.png: curves come from metrics.csv
+    (run / "metrics.csv").write_bytes(garbage)
+    assert main(["report", str(run), "-o", str(tmp_path / "r.html")]) == 0  # the rest is still worth a report
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and str(run / "metrics.csv") in err and "left out of the report" in err, err
+    text = (tmp_path / "r.html").read_text()
+    assert "Left out" in text and "metrics.csv" in text and text.count("data:image/png;base64,") == 3
+
+
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -147,8 +147,10 @@ def test_grid_order_and_cell_configs(methods_file):
 
 def test_grid_rejects_duplicates_and_bad_sizes(methods_file):
     methods = list(load_methods(methods_file).values())
-    with pytest.raises(UserError, match="duplicates"):
+    with pytest.raises(UserError, match=r"^images per class \[10, 10\] lists 10 more than once"):
         build_grid([10, 10], methods, [0])
+    with pytest.raises(UserError, match=r"^split seed \[0, 1, 0\] lists 0 more than once"):
+        build_grid([10], methods, [0, 1, 0])
     with pytest.raises(UserError, match="images per class 0"):
         build_grid([0], methods, [0])
 
@@ -423,3 +425,22 @@ def test_epochs_by_size_sets_each_cells_epochs():
     assert cell_config(base, Cell(none, 100, 1), mapping).epochs == 40
     with pytest.raises(UserError, match="N=E"):
         parse_epochs_by_size("50:80")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data", "nope"], "dataset 'nope' is neither a known name nor an existing path"),
+        (["--data", "mini", "model.name=nope"], "unknown model 'nope'"),
+        (["--data", "mini", "--sizes", "5,1000"], "images_per_class=1000 is too many"),
+    ],
+)
+def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys, flags, message):
+    from filterprior.cli import main
+
+    out = tmp_path / "s"
+    code = main(["study", "--out", str(out), "--workers", "1", "--split-seeds", "0-4", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot start the study: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "cell(s) failed" not in err
+    assert not out.exists()  # no cell ran, nothing written

@@ -28,9 +28,28 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior", help="none, l2, gaussian, mmd or adversarial")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. optim.name=adam optim.lr=1e-3 prior.weight=0.1")
+                        help="config overrides, anywhere among the options, e.g. optim.name=adam optim.lr=1e-3")
+
+
+class Parser(argparse.ArgumentParser):
+    """`intermixed=True` lets KEY=VALUE positionals sit between options (`train epochs=1 --data mini x=2`);
+    plain argparse takes positionals in one run and calls the rest unrecognized."""
+
+    def __init__(self, *args, intermixed: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.intermixed = intermixed
+        self._inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if not self.intermixed or self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True  # parse_known_intermixed_args calls back into parse_known_args
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
 
 
 def config_from_args(args: argparse.Namespace, base_file: Path | None = None):
@@ -56,8 +75,10 @@ def config_from_args(args: argparse.Namespace, base_file: Path | None = None):
 def cmd_train(args: argparse.Namespace) -> int:
     from filterprior.train import train
 
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR (the run directory to continue)")
     # Resuming continues the run's own config: `train --out DIR --resume` needs no other flag.
-    run_config = Path(args.out) / "config.yaml" if (args.resume and args.out) else None
+    run_config = Path(args.out) / "config.yaml" if args.resume else None
     cfg = config_from_args(args, base_file=run_config)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model.name}-{Path(cfg.data.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.resume and (out / "metrics.json").exists():
@@ -90,6 +111,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     import yaml
 
+    from filterprior.config import yaml_problem
     from filterprior.models.summary import format_summary
 
     options = {}
@@ -97,7 +119,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
         if "=" not in item:
             raise UserError(f"model option {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
-        options[key] = yaml.safe_load(value)
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"model option {key}={value!r} is not a valid YAML value ({yaml_problem(exc)}); "
+                            "e.g. widths=[32,64,64,128]") from exc
     print(format_summary(args.model, num_classes=args.num_classes, batch_size=args.batch_size, **options))
     return 0
 
@@ -111,9 +137,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_bank(args: argparse.Namespace) -> int:
     from filterprior.priors.bank import show_bank
 
-    picture = Path(args.picture) if args.picture else Path(args.bank).with_suffix(".png")
+    # Default: the current directory, never beside the bank (the bundled ones live inside the package).
+    picture = Path(args.picture) if args.picture else Path(Path(args.bank).with_suffix(".png").name)
     print(show_bank(args.bank, picture))
-    print(f"picture of sample kernels: {picture}")
+    print(f"picture of sample kernels: {picture.resolve()}")
     return 0
 
 
@@ -138,15 +165,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="filterprior",
         description="Train CNN classifiers on CIFAR or your own image folders, with priors over "
         "convolution filters for very little data.",
     )
     parser.add_argument("--version", action="version", version=f"filterprior {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
-    p = sub.add_parser("train", help="train one model; writes a run directory")
+    p = sub.add_parser("train", help="train one model; writes a run directory", intermixed=True)
     add_run_arguments(p)
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
@@ -165,14 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("summary", help="per-layer table of a model: shapes, parameters, memory, FLOPs")
+    p = sub.add_parser("summary", help="per-layer table of a model: shapes, parameters, memory, FLOPs",
+                       intermixed=True)
     p.add_argument("model")
     p.add_argument("options", nargs="*", metavar="KEY=VALUE", help="model options, e.g. widths=[32,64,64,128]")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128, help="batch size for the activation memory estimate")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("collect", help="build a filter bank from source models (trained here or given)")
+    p = sub.add_parser("collect", help="build a filter bank from source models (trained here or given)",
+                       intermixed=True)
     from filterprior.priors.collect_args import add_collect_arguments
 
     add_collect_arguments(p, add_run_arguments)
@@ -182,10 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     bank_sub = p.add_subparsers(dest="bank_command", metavar="ACTION", required=True)
     show = bank_sub.add_parser("show", help="summary and a picture of sample kernels")
     show.add_argument("bank", help="bank file (.safetensors with its .json beside it)")
-    show.add_argument("--picture", help="where to write the picture (default: BANK with .png)")
+    show.add_argument("--picture", help="where to write the picture (default: the bank's name with .png, in the current directory)")
     show.set_defaults(func=cmd_bank)
 
-    p = sub.add_parser("study", help="grid of runs: images per class x methods x split seeds")
+    p = sub.add_parser("study", help="grid of runs: images per class x methods x split seeds", intermixed=True)
     from filterprior.study.cli import add_study_arguments
 
     add_study_arguments(p)

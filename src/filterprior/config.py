@@ -1,7 +1,8 @@
 """Run configuration: dataclasses, loadable from YAML, overridable with dotted `key=value` pairs.
 
 Every key is validated: an unknown key is an error that lists the valid ones, and a value of the wrong
-type is an error that names the key and the expected type. The resolved config is written to
+type is an error that names the key and the expected type; `validate_config` then checks the ranges of
+the values (epochs >= 1, lr > 0, ...) before a run writes anything. The resolved config is written to
 `config.yaml` in the run directory, so a run can be repeated from that file alone.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -100,7 +102,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     seed: int = 0  # model init, shuffling, augmentation, dropout
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
-    threads: int | None = None  # torch CPU threads; None: torch's default
+    threads: int | None = None  # torch CPU threads; None or 0: torch's default
     channels_last: bool = False  # NHWC memory format for model and batches (faster oneDNN/cuDNN kernels)
     val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
@@ -211,14 +213,28 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); "
+                        "save it as UTF-8") from exc
+    except OSError as exc:
+        raise UserError(f"config file {path} could not be read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise UserError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from exc
     try:
         return config_from_dict(data)
     except UserError as exc:
@@ -258,3 +274,103 @@ def config_hash(cfg: TrainConfig) -> str:
     """Short stable hash of the resolved config (used by the study to spot changed cells)."""
     blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# -------------------------------------------------------------------------------------- validation
+# Types are checked while the config is built; values are checked here, once it is complete (a base
+# file may be fixed up by later overrides). engine.train calls this before it writes anything.
+
+
+def _finite_above_0(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _finite_from_0(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _fraction(v: float) -> bool:  # [0, 1): momentum, betas, label smoothing
+    return 0 <= v < 1
+
+
+def _betas(v: list[float]) -> bool:
+    return len(v) == 2 and all(_fraction(b) for b in v)
+
+
+# (dotted key, test, what is expected)
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("epochs", lambda v: v >= 1, "1 or more"),
+    ("batch_size", lambda v: v >= 1, "1 or more"),
+    ("eval_batch_size", lambda v: v >= 1, "1 or more"),
+    ("threads", lambda v: v is None or v >= 0, "0 or more (0 or null: torch's default)"),
+    ("val_every", lambda v: v >= 0, "0 or more (0: only at the end)"),
+    ("data.images_per_class", lambda v: v is None or v >= 1, "1 or more (null: every training image)"),
+    ("data.val_per_class", lambda v: v is None or v >= 0, "0 or more (null: the dataset's default)"),
+    ("data.test_fraction", lambda v: 0 < v < 1, "between 0 and 1 (exclusive)"),
+    ("data.image_size", lambda v: v >= 1, "1 or more"),
+    ("data.crop_padding", lambda v: v >= 0, "0 or more (0: off)"),
+    ("data.cutout", lambda v: v >= 0, "0 or more (0: off)"),
+    ("optim.lr", _finite_above_0, "a finite number above 0"),
+    ("optim.momentum", _fraction, "in [0, 1)"),
+    ("optim.betas", _betas, "two numbers, each in [0, 1)"),
+    ("optim.weight_decay", _finite_from_0, "a finite number, 0 or more"),
+    ("optim.label_smoothing", _fraction, "in [0, 1)"),
+    ("optim.warmup_epochs", _finite_from_0, "a finite number, 0 or more"),
+    ("optim.step_epochs", lambda v: v >= 1, "1 or more"),
+    ("optim.gamma", _finite_above_0, "a finite number above 0"),
+    ("prior.weight", _finite_from_0, "a finite number, 0 or more"),
+    ("prior.warmup_epochs", _finite_from_0, "a finite number, 0 or more"),
+    ("prior.kernels_per_step", lambda v: v >= 1, "1 or more"),
+    ("prior.d_steps", lambda v: v >= 1, "1 or more"),
+    ("prior.d_lr", _finite_above_0, "a finite number above 0"),
+    ("prior.d_betas", _betas, "two numbers, each in [0, 1)"),
+    ("prior.mmd_bandwidths", lambda v: len(v) > 0 and all(_finite_above_0(b) for b in v),
+     "one or more finite numbers above 0"),
+]
+
+
+def _get(cfg: TrainConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_normalisation(data: DataConfig) -> None:
+    """data.mean/std replace the measured statistics only as a pair: one alone would be ignored."""
+    if (data.mean is None) != (data.std is None):
+        given, missing = ("data.mean", "data.std") if data.mean is not None else ("data.std", "data.mean")
+        raise UserError(f"{given} is set without {missing}: give both (3 numbers each, one per RGB channel) "
+                        "or neither (measured on the training images)")
+    if data.mean is None:
+        return
+    if len(data.mean) != 3 or len(data.std) != 3:
+        raise UserError(f"data.mean and data.std need 3 numbers each (one per RGB channel), "
+                        f"got {data.mean!r} and {data.std!r}")
+    if not all(math.isfinite(m) for m in data.mean):
+        raise UserError(f"data.mean must hold finite numbers, got {data.mean!r}")
+    if not all(_finite_above_0(s) for s in data.std):
+        raise UserError(f"data.std must hold finite numbers above 0, got {data.std!r}")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Raise UserError naming the first key whose value is out of range."""
+    for key, ok, expected in _RULES:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise UserError(f"{key} must be {expected}, got {value!r}")
+    _check_normalisation(cfg.data)
+
+
+def with_absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
+    """An existing local dataset path (and data root) made absolute, so the saved config.yaml still
+    finds the data from another working directory; dataset names (mini, cifar10, ...) stay names."""
+    from filterprior.data.locate import CANDIDATES
+
+    data = cfg.data
+    dataset, root = data.dataset, data.root
+    if dataset != "mini" and dataset not in CANDIDATES and Path(dataset).expanduser().exists():
+        dataset = str(Path(dataset).expanduser().resolve())
+    if root is not None and Path(root).expanduser().is_dir():
+        root = str(Path(root).expanduser().resolve())
+    return dataclasses.replace(cfg, data=dataclasses.replace(data, dataset=dataset, root=root))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from filterprior.config import apply_overrides, load_config
+from filterprior.errors import UserError
 from filterprior.priors.collect import packaged_config
 
 # The recipe of the small-data study and the prior that did best on the validation pool.
@@ -20,8 +21,9 @@ BEST_METHOD = "transfer"
 def run_demo(out: Path, epochs: int | None = None) -> int:
     from filterprior.priors.bank import default_bank_path, show_bank
     from filterprior.report.html import build_report
-    from filterprior.study.runner import run_study
 
+    if epochs is not None and epochs < 1:
+        raise UserError(f"demo --epochs {epochs} is not valid: expected 1 or more")
     started = time.perf_counter()
     overrides = ["data.dataset=mini", "data.images_per_class=10"]
     if epochs is not None:
@@ -34,7 +36,7 @@ def run_demo(out: Path, epochs: int | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if bank is not None:
         show_bank(bank, out / "bank.png")
-    run_study(base, out, sizes=[10], methods=["none", BEST_METHOD], split_seeds=[0], progress=True)
+    _run_cells(base, out)
     print()
     print((out / "summary.md").read_text())
     report = build_report(out, out / "report.html")
@@ -43,3 +45,17 @@ def run_demo(out: Path, epochs: int | None = None) -> int:
           + (f" and {(out / 'bank.png').resolve()}" if bank is not None else ""))
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _run_cells(base, out: Path) -> None:
+    """The demo's two runs; a failed run ends the demo with one error line (the traceback is in error.txt)."""
+    from filterprior.study.runner import ERROR_FILE, StudyFailed, run_study
+
+    try:
+        run_study(base, out, sizes=[10], methods=["none", BEST_METHOD], split_seeds=[0], progress=True)
+    except StudyFailed as exc:
+        label, error = exc.failures[0]
+        raise UserError(
+            f"demo: {len(exc.failures)} of 2 runs failed, first {label}: {error} "
+            f"(tracebacks in {out}/<method>/n10/split0/{ERROR_FILE})"
+        ) from None

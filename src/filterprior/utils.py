@@ -13,6 +13,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from filterprior.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -22,7 +24,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     so readers never see a half-written file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # os.replace would fail late with IsADirectoryError
+        raise UserError(f"{path} is a directory; expected the path of a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise UserError(f"cannot write {path}: part of {path.parent} is a file, not a directory") from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -67,17 +74,33 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; any other name is passed to torch.device."""
+    """`auto` picks CUDA, then MPS, then CPU; cpu, cuda, cuda:N and mps are checked to exist here."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
-        from filterprior.errors import UserError
-
         raise UserError(f"device {name!r} is not valid: expected auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device {name!r} is not supported: expected auto, cpu, cuda, cuda:N or mps")
+    if not _device_available(device):
+        raise UserError(f"device {name!r} is not available on this machine; "
+                        "device=auto picks what is (CUDA, then MPS, then CPU)")
+    return device
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def _device_available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    if device.type == "mps":
+        return _mps_available()
+    return True

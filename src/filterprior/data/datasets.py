@@ -10,6 +10,7 @@ from pathlib import Path
 
 from filterprior.data import locate
 from filterprior.data.cache import cache_key, cached, file_identity
+from filterprior.data.checks import check_usable
 from filterprior.data.folders import folder_fingerprint, load_folder, load_folder_archive
 from filterprior.data.image_data import ImageData
 from filterprior.data.official_cifar import (
@@ -53,6 +54,7 @@ def load_data(
     antialiased when shrinking; non-square images are stretched); an unreadable image stops the load
     naming the file. A folder without test/ gets a stratified test set: `test_fraction` of each class,
     chosen with a fixed seed (0), the same on every load. Official CIFAR-100 uses the fine labels.
+    An image folder with fewer than 2 classes, or a class without training or test images, is refused.
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise UserError(f"image_size must be a positive integer, got {image_size!r}")
@@ -89,7 +91,7 @@ def load_path(path: Path, image_size: int, test_fraction: float, name: str | Non
         name = name or KNOWN_ARCHIVE_NAMES.get(path.name, path.resolve().name)
         key = cache_key("folder", path.resolve(), folder_fingerprint(path), image_size, test_fraction)
         options = dict(name=name, image_size=image_size, test_fraction=test_fraction)
-        return cached(name, key, lambda: load_folder(path, **options))
+        return check_usable(cached(name, key, lambda: load_folder(path, **options)), test_fraction)
     try:
         is_tar = tarfile.is_tarfile(path)
     except OSError as exc:
@@ -105,13 +107,14 @@ def load_path(path: Path, image_size: int, test_fraction: float, name: str | Non
             lambda: load_official_archive(path, layout, source_hash=sha256_file(path), image_size=image_size),
         )
     name = name or KNOWN_ARCHIVE_NAMES.get(_stem(path), _stem(path))
-    return cached(
+    data = cached(
         name,
         key,
         lambda: load_folder_archive(
             path, name=name, source_hash=sha256_file(path), image_size=image_size, test_fraction=test_fraction
         ),
     )
+    return check_usable(data, test_fraction)
 
 
 def _load_mini(image_size: int, test_fraction: float) -> ImageData:

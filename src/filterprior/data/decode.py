@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -35,9 +36,16 @@ def decode_images(items: list[tuple[str, bytes]], size: int) -> np.ndarray:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 out[i] = to_rgb_size(image, size)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise UserError(f"cannot read image {name}: {exc}") from exc
+        except UnidentifiedImageError:
+            raise UserError(f"{name} is not a readable image: Pillow does not recognise its format") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UserError(f"{name} is not a readable image: {_without_reprs(exc)}") from None
     return out
+
+
+def _without_reprs(exc: Exception) -> str:
+    """Pillow's message minus object reprs such as <_io.BytesIO object at 0x7f...> (noise to a user)."""
+    return re.sub(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>", "", str(exc)).strip() or type(exc).__name__
 
 
 def resize_array(images: np.ndarray, size: int) -> np.ndarray:

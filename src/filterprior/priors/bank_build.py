@@ -85,9 +85,11 @@ def collect_bank(
     """
     from safetensors.torch import load_file
 
-    paths = [_weights_path(Path(p)) for p in weight_files]
+    given = [Path(p) for p in weight_files]
+    paths = [_weights_path(p) for p in given]
     if not paths:
         raise UserError("filterprior collect: give at least one weights.safetensors file or run directory")
+    _refuse_repeats(given, paths)
     state_dicts, infos = [], []
     for path in paths:
         try:
@@ -95,17 +97,12 @@ def collect_bank(
         except Exception as exc:
             raise UserError(f"weights file {path} is not a readable safetensors file: {exc}") from exc
         infos.append(_source_info(path))
-    models = {info.get("model") for info in infos}
-    if len(models) > 1:
-        raise UserError(
-            f"filterprior collect: the weights come from different models ({sorted(map(str, models))}); "
-            "use one model per bank"
-        )
+    _refuse_mixed_architectures(paths, infos)
     found: dict[str, Any] = {
         "model": infos[0].get("model"),
         "model_options": infos[0].get("options", {}),
-        "num_classes": infos[0].get("num_classes") or len(infos[0].get("classes") or []) or None,
-        "source_dataset": _single(info.get("dataset") for info in infos),
+        "num_classes": _num_classes(infos[0]),
+        "source_dataset": _single_or_each([info.get("dataset") for info in infos]),
         "seeds": [info.get("seed") for info in infos],
         "source_test_acc": [info.get("test_acc") for info in infos],
         "recipe": infos[0].get("recipe"),
@@ -130,6 +127,35 @@ def _norm_names(info: Mapping[str, Any]) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _refuse_repeats(given: Sequence[Path], paths: Sequence[Path]) -> None:
+    """The same network given twice (also as its run directory and its weights file) would count twice."""
+    first: dict[Path, Path] = {}
+    for shown, path in zip(given, paths):
+        resolved = path.resolve()
+        if resolved in first:
+            raise UserError(
+                f"filterprior collect: {first[resolved]} and {shown} are the same source model ({resolved}); "
+                "give each source once"
+            )
+        first[resolved] = shown
+
+
+def _num_classes(info: Mapping[str, Any]) -> int | None:
+    return info.get("num_classes") or len(info.get("classes") or []) or None
+
+
+def _refuse_mixed_architectures(paths: Sequence[Path], infos: Sequence[Mapping[str, Any]]) -> None:
+    """One bank holds one architecture: same model, options and number of classes in every source."""
+    for what, value in (("model", lambda i: i.get("model")), ("model options", lambda i: i.get("options", {})),
+                        ("num_classes", _num_classes)):
+        values = [value(info) for info in infos]
+        if any(v != values[0] for v in values):
+            listing = ", ".join(f"{p}: {v!r}" for p, v in zip(paths, values))
+            raise UserError(
+                f"filterprior collect: the sources differ in {what} ({listing}); use one architecture per bank"
+            )
 
 
 def _weights_path(path: Path) -> Path:
@@ -178,6 +204,8 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _single(values: Iterable[Any]) -> Any:
-    distinct = sorted({str(v) for v in values if v is not None})
-    return distinct[0] if len(distinct) == 1 else (distinct or None)
+def _single_or_each(values: Sequence[Any]) -> Any:
+    """The one value all sources share, else one entry per source in the order of `sources`."""
+    if all(v == values[0] for v in values):
+        return values[0]
+    return list(values)

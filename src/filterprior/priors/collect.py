@@ -45,9 +45,9 @@ def train_sources(args: argparse.Namespace) -> list[Path]:
 def collect_main(args: argparse.Namespace) -> int:
     from filterprior.priors.bank_build import collect_bank
 
+    if not args.sources and args.num_sources < 1:  # checked before any source trains
+        raise UserError(f"--num-sources {args.num_sources} is not valid: expected 1 or more source models to train")
     paths = [Path(p) for p in args.sources] if args.sources else train_sources(args)
-    if not paths:
-        raise UserError("no source models given")
     layers = [name for name in args.layers.split(",") if name]
     # collect_bank records each source's seed, test accuracy, dataset and recipe in the metadata.
     import torch

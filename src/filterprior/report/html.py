@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,6 +67,7 @@ class _Page:
         self.root = root
         self.parts: list[str] = []
         self.left_out: list[str] = []
+        self.broken: list[str] = []  # files present but unreadable: also told on stderr, not only in the page
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -77,6 +79,7 @@ class _Page:
         data = path.read_bytes()
         if not data.startswith(PNG_MAGIC):
             self.left_out.append(f"{self.name(path)} (not a PNG file)")
+            self.broken.append(f"{path} is not a PNG file")
             return None
         return data
 
@@ -86,6 +89,7 @@ class _Page:
             return make()
         except (UserError, OSError, ValueError, KeyError) as exc:
             self.left_out.append(f"{what} ({exc})")
+            self.broken.append(f"{what}: {exc}")
             return None
 
     def name(self, path: Path) -> str:
@@ -365,9 +369,16 @@ def _single_run_page(page: _Page) -> str:
 
 
 def build_report(runs_dir: str | os.PathLike, out_html: str | os.PathLike) -> Path:
-    """Write one self-contained HTML report for a study directory (results.csv) or a run (metrics.json)."""
+    """Write one self-contained HTML report for a study directory (results.csv) or a run (metrics.json).
+
+    Missing pieces are listed in the page; files that are there but unreadable are also warned about
+    on stderr, naming the file, and the rest of the report is still written.
+    """
     root = Path(runs_dir)
     page = _Page(root)
+    if not root.is_dir():
+        what = "is a file" if root.exists() else "does not exist"
+        raise UserError(f"{root} {what}; expected a study directory (results.csv) or a run directory (metrics.json)")
     if (root / "results.csv").is_file():
         title = _study_page(page)
     elif (root / "metrics.json").is_file():
@@ -376,6 +387,8 @@ def build_report(runs_dir: str | os.PathLike, out_html: str | os.PathLike) -> Pa
         raise UserError(
             f"{root} has neither results.csv (a study directory) nor metrics.json (a run directory)"
         )
+    for problem in dict.fromkeys(page.broken):
+        print(f"warning: {problem}; left out of the report", file=sys.stderr)
     if page.left_out:
         items = "".join(f"<li>{_esc(n)}</li>" for n in dict.fromkeys(page.left_out))
         page.add(f'<h2>Left out</h2><ul class="note">{items}</ul>')

@@ -27,10 +27,13 @@ def read_metrics_csv(metrics_csv: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(metrics_csv)
     if not path.is_file():
         raise UserError(f"metrics file {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        names = list(reader.fieldnames or [])
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            names = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"metrics file {path} is not a readable CSV file ({exc})") from None
     if not names or not rows:
         raise UserError(f"metrics file {path} has no rows; expected a header and one row per epoch")
 
@@ -40,7 +43,21 @@ def read_metrics_csv(metrics_csv: str | os.PathLike) -> dict[str, np.ndarray]:
         except ValueError:
             return math.nan
 
-    return {name: np.array([number(row.get(name)) for row in rows]) for name in names}
+    columns = {name: np.array([number(row.get(name)) for row in rows]) for name in names}
+    _check_curve_columns(path, columns)
+    return columns
+
+
+CURVE_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def _check_curve_columns(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """A file with no numeric loss or accuracy column would draw an empty picture: refuse it instead."""
+    if not any(name in columns and np.isfinite(columns[name]).any() for name in CURVE_COLUMNS):
+        raise UserError(
+            f"metrics file {path} has no numbers in any of the columns {', '.join(CURVE_COLUMNS)}; "
+            "expected a run's metrics.csv"
+        )
 
 
 def _line(ax, x: np.ndarray, y: np.ndarray, label: str, **style) -> None:

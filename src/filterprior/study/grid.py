@@ -50,8 +50,10 @@ def _check_unique_ints(what: str, values: Sequence[int], minimum: int) -> None:
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise UserError(f"{what} {v!r} is not valid: expected an integer >= {minimum}")
-    if len(set(values)) != len(values):
-        raise UserError(f"{what}s {list(values)} contain duplicates")
+    repeated = sorted({v for v in values if list(values).count(v) > 1})
+    if repeated:
+        listed = ", ".join(map(str, repeated))
+        raise UserError(f"{what} {list(values)} lists {listed} more than once; give each value once")
 
 
 def shard_cells(cells: Sequence[Cell], shard: tuple[int, int] | None) -> list[Cell]:

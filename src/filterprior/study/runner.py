@@ -32,6 +32,7 @@ from filterprior.study.grid import (
     shard_cells,
 )
 from filterprior.study.methods import load_methods, select_methods
+from filterprior.study.preflight import check_configs
 from filterprior.study.tables import (
     CELL_FILE,
     METRICS_FILE,
@@ -195,6 +196,7 @@ def run_study(
     """Train every unfinished cell of this shard; write results.csv, summary.md, accuracy.png.
 
     Returns the path of results.csv. Raises StudyFailed (after writing the tables) if any cell failed.
+    With the real engine, the data and models are checked first (UserError before anything is written).
     train_fn defaults to filterprior.train.engine.train; with workers > 1 it must be picklable (a
     module-level function).
     """
@@ -216,6 +218,8 @@ def run_study(
     workers = max(1, min(workers, len(todo)))
     threads = base_cfg.threads if base_cfg.threads is not None else threads_per_worker(workers)
     jobs = [_make_job(out_dir, cell, configs[cell], hashes[cell], threads, train_fn) for cell in todo]
+    if train_fn is None and jobs:  # what the engine needs; a given train_fn may need neither data nor model
+        check_configs([job.cfg for job in jobs])  # one clear error now, not one per cell, nothing written
 
     from tqdm import tqdm
 

@@ -25,14 +25,29 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UserError(
-            f"checkpoint {path} holds objects other than plain tensors and containers; "
-            "refusing to unpickle it (it may carry code)"
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise UserError(f"checkpoint {path} could not be read: {exc}") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - junk bytes surface as KeyError, EOFError, ... from the unpickler
+        if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in str(exc):  # the file asks to import code
+            raise UserError(
+                f"checkpoint {path} holds objects other than plain tensors and containers; "
+                "refusing to unpickle it (it may carry code)"
+            ) from exc
+        raise UserError(f"checkpoint {path} could not be read ({_reason(exc)}); "
+                        "it is damaged or not a checkpoint") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a filterprior checkpoint (a dict)")
+    return state
+
+
+def _reason(exc: Exception) -> str:
+    """The exception's type and its most telling line (torch's weights-only errors span many lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0] if lines else ""
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            detail = line.split("WeightsUnpickler error:", 1)[1].strip() or " ".join(lines[i + 1:i + 2])
+            break
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -55,6 +70,9 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     path = Path(path)
     if path.is_dir():
         path = path / "weights.safetensors"
+    elif path.is_file() and path.suffix != ".safetensors":
+        raise UserError(f"{path} is not a run directory or a .safetensors file; expected one of those "
+                        "(exported weights have their .json beside them)")
     sidecar = path.with_suffix(".json")
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist (expected a run directory or a .safetensors file)")

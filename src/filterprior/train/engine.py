@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, save_config
+from filterprior.config import TrainConfig, config_hash, save_config, validate_config, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
@@ -120,6 +120,11 @@ def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, run_di
             )
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} is an existing file; choose a directory (new or a run's) for --out")
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
@@ -133,9 +138,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     `--test-every-epoch`. Training sets the model back to training mode and reseeds before each epoch,
     so a callback that only evaluates leaves the run's results unchanged.
     """
+    # Everything that can reject the config runs before the run directory is created or written to.
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
+    _check_run_dir(run_dir)
+    validate_config(cfg)
+    given_hash = config_hash(cfg)  # a run saved before data paths were made absolute still resumes
+    cfg = with_absolute_data_paths(cfg)
+    if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
@@ -163,7 +172,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     start_epoch, step, elapsed = 0, 0, 0.0
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state.get("config_hash") != config_hash(cfg):
+        if state.get("config_hash") not in (config_hash(cfg), given_hash):
             raise UserError(f"checkpoint {checkpoint_path} was written with another config; start a new run directory")
         unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -174,6 +183,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         history = state["history"]
         say(f"resuming {run_dir} from epoch {start_epoch}")
     else:
+        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         atomic_write_text(run_dir / "env.json", json.dumps(environment_info(device, cfg), indent=2))
         if cfg.filter_pictures:

@@ -13,6 +13,19 @@ from filterprior.train.evaluate import evaluate
 from filterprior.utils import resolve_device
 
 
+def _run_data_config(path: Path) -> dict[str, Any]:
+    """The `data` section of a run's config.yaml ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    try:
+        run_cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"run config {path} could not be read: {type(exc).__name__}; expected the YAML "
+                        "that filterprior train writes") from exc
+    data_cfg = run_cfg.get("data") if isinstance(run_cfg, dict) else None
+    return data_cfg if isinstance(data_cfg, dict) else {}
+
+
 def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None = None,
                   device: str = "auto") -> dict[str, Any]:
     from filterprior.data import TensorLoader, load_data
@@ -20,10 +33,7 @@ def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None
 
     path = Path(path)
     tensors, meta = read_exported(path)
-    run_cfg = {}
-    if path.is_dir() and (path / "config.yaml").is_file():
-        run_cfg = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    data_cfg = run_cfg.get("data", {})
+    data_cfg = _run_data_config(path / "config.yaml") if path.is_dir() else {}
     dataset = dataset or data_cfg.get("dataset") or meta.get("dataset")
     if not dataset:
         raise UserError(f"{path}: no dataset recorded; pass --data")

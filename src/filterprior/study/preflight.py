@@ -1,0 +1,63 @@
+"""Check a study's configs once before any cell trains, so a bad dataset, model or size is one error,
+not the same failure repeated in every cell of the grid."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from filterprior.config import TrainConfig, validate_config
+from filterprior.errors import UserError
+
+
+def check_configs(configs: Sequence[TrainConfig]) -> None:
+    """UserError unless every config's values are in range, each distinct dataset loads, each model
+    builds, and the largest subset fits."""
+    by_data: dict[tuple, list[TrainConfig]] = {}
+    for cfg in configs:
+        try:
+            validate_config(cfg)
+        except UserError as exc:
+            raise UserError(f"cannot start the study: {exc}") from None
+        d = cfg.data
+        key = (d.dataset, d.root, d.download, d.image_size, d.test_fraction, d.val_per_class)
+        by_data.setdefault(key, []).append(cfg)
+    for group in by_data.values():
+        try:
+            data = _load(group[0])
+            _check_models(group, data.num_classes)
+            _check_sizes(group, data)
+        except UserError as exc:
+            raise UserError(f"cannot start the study: {exc}") from None
+
+
+def _load(cfg: TrainConfig):
+    from filterprior.data import load_data
+
+    d = cfg.data
+    return load_data(d.dataset, root=d.root, download=d.download, image_size=d.image_size,
+                     test_fraction=d.test_fraction)
+
+
+def _check_sizes(configs: Sequence[TrainConfig], data) -> None:
+    """Draw the largest subset as the engine does (whether it fits does not depend on the split seed)."""
+    from filterprior.data import default_val_per_class, make_split
+
+    d = configs[0].data
+    val_per_class = d.val_per_class if d.val_per_class is not None else default_val_per_class(data)
+    sizes = [c.data.images_per_class for c in configs]
+    largest = None if None in sizes else max(sizes)
+    try:
+        make_split(data.train_labels, largest, 0, val_per_class, classes=list(data.classes))
+    except UserError as exc:
+        raise UserError(f"dataset {d.dataset}: {exc}") from None
+
+
+def _check_models(configs: Sequence[TrainConfig], num_classes: int) -> None:
+    from filterprior.models import create_model
+
+    seen = set()
+    for cfg in configs:
+        key = (cfg.model.name, repr(sorted(cfg.model.options.items())))
+        if key not in seen:
+            seen.add(key)
+            create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
