@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
@@ -444,3 +445,25 @@ def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys
     assert code == 2 and err.startswith("error: cannot start the study: ") and message in err, err
     assert len(err.strip().splitlines()) == 1 and "cell(s) failed" not in err
     assert not out.exists()  # no cell ran, nothing written
+
+
+def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
+    from filterprior.priors.bank import FilterBank, save_bank
+
+    bank_path = tmp_path / "bank.safetensors"
+
+    def write_bank(seed: int) -> None:
+        filters = torch.randn(10, 3, 7, 7, generator=torch.Generator().manual_seed(seed))
+        save_bank(FilterBank({"0": filters}, {"model": "filternet-s2", "networks": 1}), bank_path)
+
+    methods = tmp_path / "methods.yaml"
+    methods.write_text(f"none: []\ngaussian: [prior.name=gaussian, prior.weight=0.1, prior.bank={bank_path}]\n")
+    out = tmp_path / "study"
+    write_bank(0)
+    small_study(out, methods)
+    (out / "calls.log").unlink()
+    small_study(out, methods)
+    assert calls(out) == []  # nothing changed: nothing redone
+    write_bank(1)  # same path, same config, other kernels
+    small_study(out, methods)
+    assert sorted(calls(out)) == sorted(f"gaussian/n{n}/split{s}" for n in (2, 4) for s in (0, 1))

@@ -10,6 +10,7 @@ Building a bank from trained networks lives in `bank_build`.
 from __future__ import annotations
 
 import hashlib
+import functools
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -199,6 +200,20 @@ def load_bank(path: str | Path) -> FilterBank:
             f"the metadata says {expected[:12]}..."
         )
     return bank
+
+
+def bank_content_hash(path: str | Path) -> str:
+    """The content hash of the bank at `path` (loaded and checked once per file version)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"filter bank {path} does not exist (build one with `filterprior collect`)")
+    stat = path.stat()
+    return _content_hash(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _content_hash(path: str, mtime_ns: int, size: int) -> str:
+    return load_bank(path).metadata["content_hash"]
 
 
 def default_bank_path(model_name: str | None, networks: bool = False) -> Path | None:

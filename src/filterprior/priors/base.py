@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -156,16 +157,26 @@ def create_prior(
 def load_prior_bank(cfg: PriorConfig, model: nn.Module) -> FilterBank:
     """`prior.bank` if set, else the bank bundled for the model (named by `model.filterprior_name`);
     init_mode=network takes the bundled bank of whole networks, the learned priors the first-layer one."""
-    if cfg.bank:
-        return load_bank(cfg.bank)
     model_name = getattr(unwrap_model(model), "filterprior_name", None)
-    path = default_bank_path(model_name, networks=cfg.init_from_bank and cfg.init_mode == "network")
+    path = bank_file(cfg, model_name)
     if path is None:
         raise UserError(
             f"{'prior ' + repr(cfg.name) if cfg.name != 'none' else 'prior.init_from_bank'} needs a filter bank, and none is bundled for model {model_name!r}: build one "
             "from networks trained on plenty of data with `filterprior collect` and set prior.bank=<that file>"
         )
     return load_bank(path)
+
+
+def uses_bank(cfg: PriorConfig) -> bool:
+    """Whether a run with this prior config reads a filter bank."""
+    return cfg.init_from_bank or (cfg.name in _PRIORS and _PRIORS[cfg.name].needs_bank)
+
+
+def bank_file(cfg: PriorConfig, model_name: str | None) -> Path | None:
+    """The bank file such a run reads: `prior.bank`, else the one bundled for the model (None if none is)."""
+    if cfg.bank:
+        return Path(cfg.bank)
+    return default_bank_path(model_name, networks=cfg.init_from_bank and cfg.init_mode == "network")
 
 
 # ---------------------------------------------------------------------------------- validation

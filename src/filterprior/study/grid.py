@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -84,9 +85,18 @@ def cell_config(base: TrainConfig, cell: Cell, epochs_by_size: dict[int, int] | 
 
 
 def cell_hash(cfg: TrainConfig) -> str:
-    """Config hash without the knobs that change how a run executes, not what it computes.
+    """Config hash without the knobs that change how a run executes, not what it computes, plus the
+    content hash of the filter bank the cell reads, if any.
 
     The runner sets threads from the worker count and switches progress bars off, so without this
-    a resume with another --workers would redo every cell.
+    a resume with another --workers would redo every cell. The bank's content counts because the
+    config names only its path (or nothing, for the bundled one): a rebuilt bank must redo its cells.
     """
-    return config_hash(dataclasses.replace(cfg, threads=None, progress=True))
+    from filterprior.priors.bank import bank_content_hash
+    from filterprior.priors.base import bank_file, uses_bank
+
+    plain = config_hash(dataclasses.replace(cfg, threads=None, progress=True))
+    bank = bank_file(cfg.prior, cfg.model.name) if uses_bank(cfg.prior) else None
+    if bank is None:  # no bank read (or none to find: the run itself will say so)
+        return plain
+    return hashlib.sha256(f"{plain}:{bank_content_hash(bank)}".encode()).hexdigest()[:12]
