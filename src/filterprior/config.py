@@ -320,7 +320,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.gamma", _finite_above_0, "a finite number above 0"),
     ("prior.weight", _finite_from_0, "a finite number, 0 or more"),
     ("prior.warmup_epochs", _finite_from_0, "a finite number, 0 or more"),
-    ("prior.kernels_per_step", lambda v: v >= 1, "1 or more"),
+    ("prior.kernels_per_step", lambda v: v >= 2, "2 or more"),
     ("prior.d_steps", lambda v: v >= 1, "1 or more"),
     ("prior.d_lr", _finite_above_0, "a finite number above 0"),
     ("prior.d_betas", _betas, "two numbers, each in [0, 1)"),
@@ -355,11 +355,18 @@ def _check_normalisation(data: DataConfig) -> None:
 
 def validate_config(cfg: TrainConfig) -> None:
     """Raise UserError naming the first key whose value is out of range."""
-    for key, ok, expected in _RULES:
-        value = _get(cfg, key)
-        if not ok(value):
-            raise UserError(f"{key} must be {expected}, got {value!r}")
+    check_ranges(cfg)
     _check_normalisation(cfg.data)
+
+
+def check_ranges(section: Any, prefix: str = "") -> None:
+    """Apply the value rules under `prefix` to `section`: the whole TrainConfig (prefix ""), or one of
+    its sections, e.g. a PriorConfig with prefix "prior." (a prior checks its own config this way)."""
+    for key, ok, expected in _RULES:
+        if key.startswith(prefix):
+            value = _get(section, key[len(prefix):])
+            if not ok(value):
+                raise UserError(f"{key} must be {expected}, got {value!r}")
 
 
 def with_absolute_data_paths(cfg: TrainConfig) -> TrainConfig:

@@ -171,9 +171,4 @@ def _validate(cfg: PriorConfig) -> None:
         raise UserError(f"prior.loss: {cfg.loss!r} is not a GAN loss; expected one of {', '.join(GAN_LOSSES)}")
     if cfg.d_arch not in D_ARCHS:
         raise UserError(f"prior.d_arch: {cfg.d_arch!r} is not a discriminator; expected one of {', '.join(D_ARCHS)}")
-    if cfg.d_steps < 1:
-        raise UserError(f"prior.d_steps: expected an integer >= 1, got {cfg.d_steps!r}")
-    if not cfg.d_lr > 0:
-        raise UserError(f"prior.d_lr: expected a number > 0, got {cfg.d_lr!r}")
-    if len(cfg.d_betas) != 2 or not all(0 <= b < 1 for b in cfg.d_betas):
-        raise UserError(f"prior.d_betas: expected two numbers in [0, 1), got {cfg.d_betas!r}")
+    # d_steps, d_lr and d_betas: range-checked with every prior field (config.check_ranges)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
-from filterprior.config import PriorConfig
+from filterprior.config import PriorConfig, check_ranges
 from filterprior.errors import UserError
 from filterprior.priors.bank import FilterBank, default_bank_path, load_bank
 from filterprior.priors.views import (
@@ -183,15 +182,10 @@ def bank_file(cfg: PriorConfig, model_name: str | None) -> Path | None:
 
 
 def _validate_common(cfg: PriorConfig) -> None:
-    if not (math.isfinite(cfg.weight) and cfg.weight >= 0):
-        raise UserError(f"prior.weight: expected a number >= 0, got {cfg.weight!r}")
-    if not (math.isfinite(cfg.warmup_epochs) and cfg.warmup_epochs >= 0):
-        raise UserError(f"prior.warmup_epochs: expected a number >= 0, got {cfg.warmup_epochs!r}")
+    check_ranges(cfg, "prior.")  # weight, warm-up, kernels per step, D's lr/steps/betas, MMD bandwidths
     if cfg.view not in VIEWS:
         raise UserError(f"prior.view: {cfg.view!r} is not a kernel view; expected one of {', '.join(VIEWS)}")
     if cfg.normalize not in NORMALIZATIONS:
         raise UserError(
             f"prior.normalize: {cfg.normalize!r} is not a normalisation; expected one of {', '.join(NORMALIZATIONS)}"
         )
-    if cfg.kernels_per_step < 2:
-        raise UserError(f"prior.kernels_per_step: expected an integer >= 2, got {cfg.kernels_per_step!r}")

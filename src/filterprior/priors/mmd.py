@@ -59,8 +59,6 @@ class MMDPrior(LossTerm):
 
     def __init__(self, cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None):
         super().__init__(cfg, model, device, bank)
-        if not self.cfg.mmd_bandwidths or not all(b > 0 for b in self.cfg.mmd_bandwidths):
-            raise UserError(f"prior.mmd_bandwidths: expected a list of numbers > 0, got {self.cfg.mmd_bandwidths!r}")
         self.bank_layers: dict[str, str] = {}
         self.scales: dict[str, list[float]] = {}
         for layer in self.layers:
