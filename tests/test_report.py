@@ -27,7 +27,7 @@ from filterprior.report import (
     read_confusion_csv,
     write_confusion_csv,
 )
-from filterprior.report.html import _markdown
+from filterprior.report.html_pieces import markdown as _markdown
 from filterprior.report.plots import _confusion_title
 from filterprior.study.tables import read_results_csv, summary_markdown, write_summary
 

@@ -8,18 +8,16 @@ metrics.json is an error.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import html
 import json
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from filterprior.errors import UserError
+from filterprior.report.html_pieces import esc, figure, markdown, row, table
 from filterprior.report.plots import (
     accuracy_vs_size_png_bytes,
     confusion_png_bytes,
@@ -102,85 +100,10 @@ class _Page:
 # ------------------------------------------------------------------------------------------ pieces
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _figure(png: bytes | None, caption: str, wide: bool = False) -> str:
-    if png is None:
-        return ""
-    data = base64.b64encode(png).decode("ascii")
-    css = ' class="wide"' if wide else ""
-    return (f'<figure{css}><img src="data:image/png;base64,{data}" alt="{_esc(caption)}">'
-            f"<figcaption>{_esc(caption)}</figcaption></figure>")
-
-
-def _row(figures: list[str]) -> str:
-    figures = [f for f in figures if f]
-    return f'<div class="row">{"".join(figures)}</div>' if figures else ""
-
-
-def _table(header: list[str], rows: list[list[Any]], text_columns: int = 1, classes: list[str] | None = None) -> str:
-    def cell(tag: str, index: int, value: Any) -> str:
-        css = ' class="text"' if index < text_columns else ""
-        return f"<{tag}{css}>{_esc(value)}</{tag}>"
-
-    head = "".join(cell("th", i, h) for i, h in enumerate(header))
-    body = []
-    for r, row in enumerate(rows):
-        css = f' class="{classes[r]}"' if classes and classes[r] else ""
-        body.append(f"<tr{css}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def _accuracy_scale(values: list[float]) -> float:
     """For a run's metrics.json: 100 when every accuracy is a fraction in [0, 1] (shown as %), else 1."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return 100.0 if finite and max(abs(v) for v in finite) <= 1.0 else 1.0
-
-
-def _inline(text: str) -> str:
-    """Escaped text with `code` spans."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _esc(text))
-
-
-def _markdown(text: str) -> str:
-    """Just enough Markdown for the study's summary.md: pipe tables, headings and paragraphs.
-
-    Consecutive text lines are one paragraph (summary.md wraps its prose), as Markdown has it.
-    """
-    out: list[str] = []
-    table: list[list[str]] = []
-    paragraph: list[str] = []
-
-    def flush() -> None:
-        if table:
-            out.append(_table(table[0], table[1:], text_columns=len(table[0])))
-            table.clear()
-        if paragraph:
-            out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
-            paragraph.clear()
-
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            if paragraph:
-                flush()
-            cells = [c.strip() for c in stripped.strip("|").split("|")]
-            if not all(re.fullmatch(r":?-+:?", c) for c in cells):  # the |---| separator row
-                table.append(cells)
-            continue
-        if stripped and not stripped.startswith("#"):
-            if table:
-                flush()
-            paragraph.append(stripped)
-            continue
-        flush()
-        if heading := re.match(r"(#{1,6})\s+(.*)", stripped):
-            level = min(len(heading.group(1)) + 1, 6)  # the file's title is a section of the page
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-    flush()
-    return "\n".join(out)
 
 
 def _read_json(page: _Page, path: Path) -> dict[str, Any] | None:
@@ -223,12 +146,12 @@ def _run_confusion(page: _Page, run: Path, title: str) -> bytes | None:
 # ------------------------------------------------------------------------------------------ study
 
 
-def _pick_representatives(rows: list[ResultRow], table: list[SummaryRow]) -> dict[str, Any] | None:
+def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> dict[str, Any] | None:
     """The smallest size, the best prior there (highest mean test accuracy) and a seed both share."""
     if not rows:
         return None
     size = min(r.images_per_class for r in rows)
-    at_size = [s for s in table if s.images_per_class == size and s.method != BASELINE]
+    at_size = [s for s in summary if s.images_per_class == size and s.method != BASELINE]
     best = max(at_size, key=lambda s: s.test_mean).method if at_size else None
     methods = [m for m in (BASELINE, best) if m is not None]
     seeds_by_method = [{r.split_seed for r in rows if r.method == m and r.images_per_class == size}
@@ -244,33 +167,33 @@ def _pick_representatives(rows: list[ResultRow], table: list[SummaryRow]) -> dic
     return {"size": size, "seed": seed, "best": best, "runs": runs}
 
 
-def _results_section(page: _Page, table: list[SummaryRow]) -> None:
+def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
     # The cells come from study.tables.summary_cells, as in summary.md: the two can never disagree.
     best_at: dict[int, float] = {}
-    for s in table:
+    for s in summary:
         best_at[s.images_per_class] = max(best_at.get(s.images_per_class, -math.inf), s.test_mean)
-    rows = [[s.images_per_class, *summary_cells(s)] for s in table]
-    classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in table]
+    rows = [[s.images_per_class, *summary_cells(s)] for s in summary]
+    classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in summary]
     page.add("<h2>Results</h2>")
     page.add('<p class="note">Test accuracy: mean ± sample std over the n split seeds (n/a: a single seed '
              f"has no spread). Gain: difference in mean test accuracy over <b>{BASELINE}</b> at the same size, "
              "in percentage points, ± its standard error √(s²ₐ/nₐ + s²ᵦ/nᵦ). Val: mean accuracy on the fixed "
              "validation pool; wall time: mean per run. Bold: best mean test accuracy at that size.</p>")
-    page.add(_table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
+    page.add(table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
 
 
 def _study_page(page: _Page) -> str:
     root = page.root
     results_csv = root / "results.csv"
     rows = read_results_csv(results_csv)  # a broken results.csv is the user's error, not a missing piece
-    table = summarize(rows)
-    if table:
+    summary = summarize(rows)
+    if summary:
         # summary.md holds the same statistics (both from study.tables.summary_cells), so it is not repeated.
-        _results_section(page, table)
+        _results_section(page, summary)
     else:
         page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")
         if (root / "summary.md").is_file():
-            page.add(_markdown((root / "summary.md").read_text(encoding="utf-8")))
+            page.add(markdown((root / "summary.md").read_text(encoding="utf-8")))
     if rows:
         plot = page.attempt("accuracy vs size plot", lambda: accuracy_vs_size_png_bytes(results_csv))
         if plot:
@@ -279,39 +202,39 @@ def _study_page(page: _Page) -> str:
                 heading, caption = "Test accuracy by method", f"test accuracy at {sizes[0]} images per class"
             else:
                 heading, caption = "Accuracy against data size", "test accuracy against images per class"
-            page.add(f"<h2>{_esc(heading)}</h2>" + _row([_figure(plot, caption, wide=True)]))
+            page.add(f"<h2>{esc(heading)}</h2>" + row([figure(plot, caption, wide=True)]))
 
-    chosen = _pick_representatives(rows, table)
+    chosen = _pick_representatives(rows, summary)
     if chosen:
         runs = {m: root / r.run_dir for m, r in chosen["runs"].items() if r.run_dir}
         where = f"{chosen['size']} images per class, split seed {chosen['seed']}"
-        filters = [_figure(page.png_file(root / "bank.png"), "filter bank (the prior's real kernels)")]
+        filters = [figure(page.png_file(root / "bank.png"), "filter bank (the prior's real kernels)")]
         if BASELINE in runs:
-            filters.append(_figure(page.png_file(runs[BASELINE] / "filters_start.png"), f"{BASELINE}: start"))
-            filters.append(_figure(page.png_file(runs[BASELINE] / "filters_end.png"), f"{BASELINE}: end"))
+            filters.append(figure(page.png_file(runs[BASELINE] / "filters_start.png"), f"{BASELINE}: start"))
+            filters.append(figure(page.png_file(runs[BASELINE] / "filters_end.png"), f"{BASELINE}: end"))
         best = chosen["best"]
         if best in runs:
-            filters.append(_figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (best prior): end"))
+            filters.append(figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (best prior): end"))
         if any(filters):
-            page.add(f"<h2>First-layer filters</h2><p class=\"note\">{_esc(where)}.</p>" + _row(filters))
+            page.add(f"<h2>First-layer filters</h2><p class=\"note\">{esc(where)}.</p>" + row(filters))
         for method, run in runs.items():
             label = f"{method}{' (best prior)' if method == best else ''}"
             metrics = _read_json(page, run / "metrics.json")
             headline = ""
             if metrics and isinstance(metrics.get("test_acc"), (int, float)):
                 headline = f" — test accuracy {percent(metrics['test_acc'])}%"
-            curves = _figure(_run_curves(page, run), f"{label}: curves", wide=True)
-            confusion = _figure(_run_confusion(page, run, label), f"{label}: test confusion matrix")
+            curves = figure(_run_curves(page, run), f"{label}: curves", wide=True)
+            confusion = figure(_run_confusion(page, run, label), f"{label}: test confusion matrix")
             if curves or confusion:
-                page.add(f"<h2>Run: {_esc(label)}</h2><p class=\"note\">{_esc(where)}{_esc(headline)}; "
-                         f"{_esc(page.name(run))}</p>" + _row([curves, confusion]))
+                page.add(f"<h2>Run: {esc(label)}</h2><p class=\"note\">{esc(where)}{esc(headline)}; "
+                         f"{esc(page.name(run))}</p>" + row([curves, confusion]))
 
     if rows:
         ordered = sorted(rows, key=lambda r: (r.images_per_class, r.method, r.split_seed))
         all_rows = [[r.method, r.images_per_class, r.split_seed, percent(r.test_acc), percent(r.val_acc),
                      f"{r.wall_time_s:.1f}", r.config_hash, r.run_dir] for r in ordered]
         page.add(f"<h2>All runs</h2><details><summary>{len(rows)} finished runs</summary>"
-                 + _table(["method", "images/class", "split seed", "test acc (%)", "val acc (%)", "wall time (s)",
+                 + table(["method", "images/class", "split seed", "test acc (%)", "val acc (%)", "wall time (s)",
                            "config hash", "run dir"], all_rows, text_columns=2) + "</details>")
     return f"filterprior study: {root.name}"
 
@@ -342,26 +265,26 @@ def _single_run_page(page: _Page) -> str:
         elif isinstance(value, (dict, list)):
             value = json.dumps(value)
         summary.append([key, value])
-    page.add("<h2>Summary</h2>" + _table(["metric", "value"], summary, text_columns=2))
+    page.add("<h2>Summary</h2>" + table(["metric", "value"], summary, text_columns=2))
 
     classes, per_class = metrics.get("classes"), metrics.get("per_class_acc")
     if isinstance(per_class, dict):
         classes, per_class = list(per_class), list(per_class.values())
     if isinstance(classes, list) and isinstance(per_class, list) and len(classes) == len(per_class):
         rows = [[c, f"{a * scale:.2f}" if isinstance(a, (int, float)) else a] for c, a in zip(classes, per_class)]
-        page.add("<h2>Per-class test accuracy</h2>" + _table(["class", "accuracy"], rows))
+        page.add("<h2>Per-class test accuracy</h2>" + table(["class", "accuracy"], rows))
 
-    filters = [_figure(page.png_file(run / "filters_start.png"), "first-layer filters: start"),
-               _figure(page.png_file(run / "filters_end.png"), "first-layer filters: end")]
+    filters = [figure(page.png_file(run / "filters_start.png"), "first-layer filters: start"),
+               figure(page.png_file(run / "filters_end.png"), "first-layer filters: end")]
     if any(filters):
-        page.add("<h2>First-layer filters</h2>" + _row(filters))
-    curves = _figure(_run_curves(page, run), "curves", wide=True)
-    confusion = _figure(_run_confusion(page, run, run.name), "test confusion matrix")
+        page.add("<h2>First-layer filters</h2>" + row(filters))
+    curves = figure(_run_curves(page, run), "curves", wide=True)
+    confusion = figure(_run_confusion(page, run, run.name), "test confusion matrix")
     if curves or confusion:
-        page.add("<h2>Training</h2>" + _row([curves, confusion]))
+        page.add("<h2>Training</h2>" + row([curves, confusion]))
     if (run / "config.yaml").is_file():
         page.add("<h2>Config</h2><details><summary>config.yaml</summary><pre>"
-                 + _esc((run / "config.yaml").read_text(encoding="utf-8")) + "</pre></details>")
+                 + esc((run / "config.yaml").read_text(encoding="utf-8")) + "</pre></details>")
     return f"filterprior run: {run.name}"
 
 
@@ -390,13 +313,13 @@ def build_report(runs_dir: str | os.PathLike, out_html: str | os.PathLike) -> Pa
     for problem in dict.fromkeys(page.broken):
         print(f"warning: {problem}; left out of the report", file=sys.stderr)
     if page.left_out:
-        items = "".join(f"<li>{_esc(n)}</li>" for n in dict.fromkeys(page.left_out))
+        items = "".join(f"<li>{esc(n)}</li>" for n in dict.fromkeys(page.left_out))
         page.add(f'<h2>Left out</h2><ul class="note">{items}</ul>')
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     document = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{_esc(title)}</h1><p class=\"date\">generated {_esc(date)} from {_esc(root.resolve())}</p>"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p class=\"date\">generated {esc(date)} from {esc(root.resolve())}</p>"
         + "\n".join(page.parts) + "</body></html>\n"
     )
     out = Path(out_html)
