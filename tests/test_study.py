@@ -17,6 +17,7 @@ import torch
 
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
+from filterprior.priors.bank import BANKS_DIR as BANKS
 from filterprior.study import (
     StudyFailed,
     add_study_arguments,
@@ -434,6 +435,10 @@ def test_epochs_by_size_sets_each_cells_epochs():
         (["--data", "nope"], "dataset 'nope' is neither a known name nor an existing path"),
         (["--data", "mini", "model.name=nope"], "unknown model 'nope'"),
         (["--data", "mini", "--sizes", "5,1000"], "images_per_class=1000 is too many"),
+        # a bank that does not fit the model: filternet-s2's networks for airnet
+        (["--data", "mini", "--methods", "none,transfer", "model.name=airnet",
+          f"prior.bank={BANKS / 'filternet-s2-cifar100-networks.safetensors'}"],
+         "filter bank layer '0' has filters of shape (3, 7, 7), which do not fit"),
     ],
 )
 def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys, flags, message):

@@ -11,7 +11,8 @@ from filterprior.errors import UserError
 
 def check_configs(configs: Sequence[TrainConfig]) -> None:
     """UserError unless every config's values are in range, each distinct dataset loads, each model
-    builds, and the largest subset fits."""
+    builds with its prior (so a filter bank that does not fit the model fails here), and the largest
+    subset fits."""
     by_data: dict[tuple, list[TrainConfig]] = {}
     for cfg in configs:
         try:
@@ -53,11 +54,19 @@ def _check_sizes(configs: Sequence[TrainConfig], data) -> None:
 
 
 def _check_models(configs: Sequence[TrainConfig], num_classes: int) -> None:
-    from filterprior.models import create_model
+    """Build each distinct model with its bank initialisation and prior once, on the CPU, as the engine will."""
+    from dataclasses import astuple
 
+    import torch
+
+    from filterprior.priors import create_prior
+    from filterprior.train.engine import build_model
+
+    cpu = torch.device("cpu")
     seen = set()
     for cfg in configs:
-        key = (cfg.model.name, repr(sorted(cfg.model.options.items())))
+        key = (cfg.model.name, repr(sorted(cfg.model.options.items())), repr(astuple(cfg.prior)))
         if key not in seen:
             seen.add(key)
-            create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
+            model = build_model(cfg, num_classes, cpu)
+            create_prior(cfg.prior, model, cpu)
