@@ -96,11 +96,30 @@ def small_study(out: Path, methods_file: Path, **kwargs):
 
 def test_bundled_methods_are_all_valid_recipes():
     methods = load_methods()
-    assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "init-gaussian", "seed-faithful"]
+    assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "finetune-airnet", "none-airnet", "init-gaussian", "seed-faithful"]
     cfg = apply_overrides(TrainConfig(), list(methods["seed-faithful"].overrides))
     assert (cfg.prior.name, cfg.prior.seed_faithful, cfg.prior.weight) == ("adversarial", True, 1.0)
     assert (cfg.prior.normalize, cfg.prior.loss, cfg.prior.d_arch) == ("none", "bce", "conv")
     assert apply_overrides(TrainConfig(), list(methods["init-from-bank"].overrides)).prior.init_from_bank
+
+
+def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_of_it():
+    from filterprior.priors import load_bank
+    from filterprior.priors.collect import packaged_config
+    from filterprior.config import load_config
+    from filterprior.train.engine import build_model
+
+    base = load_config(packaged_config("small-data.yaml"))
+    cfg = apply_overrides(base, list(load_methods()["finetune-airnet"].overrides))
+    model = build_model(cfg, 10, torch.device("cpu"))
+    bank = load_bank(BANKS / "airnet-cifar100-networks.safetensors")
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [name for name, _ in convs] == bank.layer_names
+    for name, conv in convs:
+        assert torch.equal(conv.weight, bank.filters(name).float()), name
+    assert all(p.requires_grad for p in model.parameters())  # fine-tuned, not frozen
+    scratch = build_model(apply_overrides(base, list(load_methods()["none-airnet"].overrides)), 10, torch.device("cpu"))
+    assert not torch.equal(next(scratch.parameters()), convs[0][1].weight)
 
 
 def test_unknown_method_lists_the_known_ones(methods_file):
