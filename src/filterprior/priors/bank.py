@@ -236,7 +236,7 @@ def describe_bank(bank: FilterBank) -> str:
     lines = [
         f"filter bank {meta['content_hash'][:12]}: model {meta.get('model', '?')} "
         f"on {meta.get('source_dataset', '?')}, "
-        f"{meta.get('networks', '?')} networks, seeds {meta.get('seeds', '?')}{acc}",
+        f"{meta.get('networks', '?')} network{'' if meta.get('networks') == 1 else 's'}, seeds {meta.get('seeds', '?')}{acc}",
         f"  created {meta.get('created', '?')}",
     ]
     for name, entry in bank.layers.items():
