@@ -491,3 +491,19 @@ def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
     write_bank(1)  # same path, same config, other kernels
     small_study(out, methods)
     assert sorted(calls(out)) == sorted(f"gaussian/n{n}/split{s}" for n in (2, 4) for s in (0, 1))
+
+
+def test_a_method_named_after_a_model_gains_over_that_models_own_baseline():
+    from filterprior.study.tables import baseline_of
+
+    def rows(method, accs):
+        return [ResultRow(method, 50, i, a, None, 1.0, "h", f"{method}/n50/split{i}") for i, a in enumerate(accs)]
+
+    read = rows("none", [0.40, 0.42]) + rows("none-airnet", [0.50, 0.52]) + rows("finetune-airnet", [0.65, 0.67]) \
+        + rows("transfer-wide", [0.60, 0.62])
+    by_method = {s.method: s for s in summarize(read)}
+    assert by_method["finetune-airnet"].gain == pytest.approx(0.15)  # over none-airnet, not none
+    assert by_method["none-airnet"].gain == pytest.approx(0.10)  # a baseline itself gains over none
+    assert by_method["transfer-wide"].gain == pytest.approx(0.20)  # no none-wide in the study: none
+    assert baseline_of("init-from-bank", ["none", "none-bank"]) == "none-bank"
+    assert baseline_of("gaussian", ["none", "none-airnet"]) == "none"

@@ -24,6 +24,17 @@ METRICS_FILE = "metrics.json"  # written last by the engine: its presence means 
 BASELINE = "none"
 
 
+def baseline_of(method: str, methods: Iterable[str]) -> str:
+    """The method `method`'s gain is measured against: `none-X` for a method named `…-X` when the study
+    has `none-X` (the same model from scratch, e.g. finetune-airnet against none-airnet), else `none`."""
+    present = set(methods)
+    if method == BASELINE or method.startswith(BASELINE + "-"):
+        return BASELINE
+    suffix = method.rpartition("-")[2]
+    own = f"{BASELINE}-{suffix}"
+    return own if "-" in method and own in present else BASELINE
+
+
 @dataclass(frozen=True)
 class ResultRow:
     method: str
@@ -209,7 +220,7 @@ class SummaryRow:
     test_mean: float  # fractions, as in results.csv
     test_std: float | None
     val_mean: float | None
-    gain: float | None  # over the 'none' baseline at the same size; None for the baseline or without it
+    gain: float | None  # over its baseline (baseline_of) at the same size; None for `none` or without it
     gain_se: float | None
     wall_mean: float
 
@@ -234,7 +245,7 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> li
         vals = [r.val_acc for r in group if r.val_acc is not None]
         test_mean, test_std = mean_std(tests)
         gain = gain_se = None
-        baseline = groups.get((size, BASELINE))
+        baseline = groups.get((size, baseline_of(method, (m for _, m in groups))))
         if method != BASELINE and baseline:
             gain, gain_se = gain_with_se(tests, [r.test_acc for r in baseline])
         summary.append(
@@ -270,7 +281,7 @@ def _pm(value: float | None, spread: float | None) -> str:
     return f"{percent(value)} ± {'n/a' if spread is None else percent(spread)}"  # n/a: a single seed
 
 
-SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", f"gain over {BASELINE} (pp)", "wall time (s)"]
+SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "wall time (s)"]
 
 
 def summary_cells(s: SummaryRow) -> list[str]:
@@ -285,7 +296,8 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
         "# Study summary",
         "",
         "Test accuracy in %: mean ± sample std over split seeds (n runs). Gain: difference in mean test",
-        f"accuracy over `{BASELINE}` at the same size, in percentage points, ± its standard error",
+        f"accuracy over `{BASELINE}` at the same size (over `{BASELINE}-X` for a method named `…-X` when the",
+        "study has it: the same model from scratch), in percentage points, ± its standard error",
         "sqrt(sa²/na + sb²/nb). Val: mean accuracy on the fixed validation pool. Wall time per run.",
         "n/a: a single seed has no spread.",
     ]
