@@ -223,7 +223,9 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     sizes = sorted({r.images_per_class for r in rows})
     if len(sizes) == 1:
         return _accuracy_bars_figure(table, methods, sizes[0])
-    fig = new_figure(7.5, 4.8)
+    from matplotlib import colormaps
+
+    fig = new_figure(8.5, 4.8)
     ax = fig.subplots()
     for index, method in enumerate(methods):
         # A small multiplicative offset per method keeps error bars at the same size from overlapping.
@@ -232,7 +234,10 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
         xs = [s.images_per_class * offset for s in cells]
         means = [100 * s.test_mean for s in cells]
         stds = [0.0 if s.test_std is None else 100 * s.test_std for s in cells]  # one seed: no bar
-        ax.errorbar(xs, means, yerr=stds, label=method, marker="o", markersize=4, capsize=3)
+        # matplotlib's default cycle has 10 colours: past them, tab20's and a marker tell methods apart.
+        colour = f"C{index}" if len(methods) <= 10 else colormaps["tab20"](index % 20)
+        ax.errorbar(xs, means, yerr=stds, label=method, color=colour, marker="os^Dv"[index // 10 % 5],
+                    markersize=4, capsize=3)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.minorticks_off()
@@ -240,7 +245,7 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("test accuracy: mean ± std over split seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, off the data
     fig.tight_layout()
     return fig
 
