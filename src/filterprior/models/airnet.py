@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from filterprior.models.heads import pooled_head
 from filterprior.models.registry import check_fraction, check_int, check_int_list, register_model
 
 
@@ -52,8 +53,5 @@ def airnet(
     for c_out in widths:
         layers += _conv_group(c_in, c_out)
         c_in = c_out
-    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c_in, num_classes))
+    layers += pooled_head(nn.AdaptiveMaxPool2d(1), c_in, num_classes, dropout)
     return nn.Sequential(*layers)

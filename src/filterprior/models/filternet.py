@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from filterprior.errors import UserError
+from filterprior.models.heads import pooled_head
 from filterprior.models.registry import check_fraction, check_int_list, register_model
 
 S2_KERNELS = (7, 5, 5, 3)
@@ -54,8 +55,5 @@ def filternet_s2(
             nn.ReLU(inplace=True),
         ]
         c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c_in, num_classes))
+    layers += pooled_head(nn.AdaptiveAvgPool2d(1), c_in, num_classes, dropout)
     return nn.Sequential(*layers)

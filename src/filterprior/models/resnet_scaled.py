@@ -10,6 +10,7 @@ import torch.nn.functional as functional
 from torch import nn
 
 from filterprior.errors import UserError
+from filterprior.models.heads import pooled_head
 from filterprior.models.registry import check_fraction, check_int, check_int_list, register_model
 from filterprior.models.resnet import BasicBlock, conv_bn_relu
 
@@ -141,8 +142,5 @@ def _build(
         if dropblock > 0:
             stage.append(DropBlock2d(dropblock, dropblock_size))
         layers.append(nn.Sequential(*stage))
-    layers += [nn.AdaptiveAvgPool2d(P), nn.Flatten()]
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c_in * P * P, num_classes))
+    layers += pooled_head(nn.AdaptiveAvgPool2d(P), c_in * P * P, num_classes, dropout)
     return nn.Sequential(*layers)
