@@ -27,12 +27,10 @@ BASELINE = "none"
 def baseline_of(method: str, methods: Iterable[str]) -> str:
     """The method `method`'s gain is measured against: `none-X` for a method named `…-X` when the study
     has `none-X` (the same model from scratch, e.g. finetune-airnet against none-airnet), else `none`."""
-    present = set(methods)
-    if method == BASELINE or method.startswith(BASELINE + "-"):
+    if "-" not in method or method.startswith(BASELINE + "-"):  # `none` and the `none-X` baselines
         return BASELINE
-    suffix = method.rpartition("-")[2]
-    own = f"{BASELINE}-{suffix}"
-    return own if "-" in method and own in present else BASELINE
+    own = f"{BASELINE}-{method.rpartition('-')[2]}"
+    return own if own in set(methods) else BASELINE
 
 
 @dataclass(frozen=True)
@@ -238,6 +236,7 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> li
     for row in rows:
         groups.setdefault((row.images_per_class, row.method), []).append(row)
     ordered = sorted(groups, key=lambda k: (k[0], rank[k[1]]))
+    methods = set(rank)
     summary = []
     for size, method in ordered:
         group = groups[(size, method)]
@@ -245,7 +244,7 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> li
         vals = [r.val_acc for r in group if r.val_acc is not None]
         test_mean, test_std = mean_std(tests)
         gain = gain_se = None
-        baseline = groups.get((size, baseline_of(method, (m for _, m in groups))))
+        baseline = groups.get((size, baseline_of(method, methods)))
         if method != BASELINE and baseline:
             gain, gain_se = gain_with_se(tests, [r.test_acc for r in baseline])
         summary.append(
