@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+from filterprior.cli import main
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -29,3 +32,14 @@ def test_seed_reproduction_refuses_an_unknown_recipe(tmp_path):
     assert done.returncode == 2
     assert "unknown recipe 'nope'" in done.stderr and "simplecnn-seed" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tta_on_pool_reads_back_the_runs_own_pool_accuracy(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--data", "mini", "--model", "mynet-small", "--epochs", "1", "--threads", "1",
+                 "batch_size=16", "filter_pictures=false", "data.val_per_class=3", "--out", str(run)]) == 0
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--threads", "1", str(run)],
+                          check=True, capture_output=True, text=True)
+    val_acc = json.loads((run / "metrics.json").read_text())["val_acc"]
+    assert f"pool {100 * val_acc:.2f}% -> " in done.stdout  # without TTA: the number the run reported
+    assert "gain of flip TTA" in done.stdout

@@ -20,6 +20,7 @@ from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
 from filterprior.train import TrainingDiverged, train
 from filterprior.train.checkpoint import load_checkpoint
+from filterprior.train.evaluate import predict
 
 QUICK = ["data.dataset=mini", "model.name=mynet-small", "batch_size=16", "threads=1", "progress=false"]
 
@@ -61,6 +62,24 @@ def test_eval_reproduces_the_final_test_accuracy(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["test_acc"] == pytest.approx(metrics["test_acc"])
     assert main(["eval", str(tmp_path / "run" / "weights.safetensors"), "--json", "--data", "mini"]) == 0
+
+
+def test_flip_tta_averages_the_logits_of_an_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))  # not mirror-symmetric
+    images = torch.randn(6, 3, 4, 4)
+    expected = (model(images) + model(images.flip(3))) / 2
+    assert torch.allclose(predict(model, images, "flip"), expected)
+    assert not torch.allclose(predict(model, images, "none"), expected)
+
+
+def test_a_run_with_flip_tta_reports_it_and_eval_reproduces_it(tmp_path, capsys):
+    metrics = train(quick_config("epochs=2", "tta=flip"), tmp_path / "run", quiet=True)
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tta"] == "flip" and result["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert main(["eval", str(tmp_path / "run"), "--json", "--tta", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["tta"] == "none"
 
 
 def _cli(*args: str) -> list[str]:

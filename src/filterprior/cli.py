@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from filterprior import __version__
+from filterprior.config import TTA_MODES
 from filterprior.errors import UserError
 
 DATA_ROOT_HELP = "folder holding datasets (default: $FILTERPRIOR_DATA, else ~/.cache/filterprior/data)"
@@ -90,12 +91,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from filterprior.train.evaluation_cli import evaluate_path
 
-    result = evaluate_path(args.path, dataset=args.dataset, root=args.data_root, device=args.device)
+    result = evaluate_path(args.path, dataset=args.dataset, root=args.data_root, device=args.device,
+                           tta=args.tta)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        tta = ", flip test-time augmentation" if result["tta"] == "flip" else ""
         print(f"test accuracy {100 * result['test_acc']:.2f}%  loss {result['test_loss']:.4f}  "
-              f"({result['test_images']} images of {result['dataset']})")
+              f"({result['test_images']} images of {result['dataset']}{tta})")
         for name, acc in result["per_class_acc"].items():
             print(f"  {name:<20} {100 * acc:6.2f}%")
     return 0
@@ -185,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", dest="dataset", help="dataset to test on (default: the one it was trained on)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--device", default="auto")
+    p.add_argument("--tta", choices=TTA_MODES,
+                   help="test-time augmentation (default: the run's own setting; none for bare weights)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 

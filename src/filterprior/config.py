@@ -100,6 +100,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
     eval_batch_size: int = 500
+    tta: str = "none"  # test-time augmentation for validation and test: none | flip (mean of image and mirror)
     seed: int = 0  # model init, shuffling, augmentation, dropout
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch CPU threads; None or 0: torch's default
@@ -297,11 +298,14 @@ def _betas(v: list[float]) -> bool:
     return len(v) == 2 and all(_fraction(b) for b in v)
 
 
+TTA_MODES = ("none", "flip")
+
 # (dotted key, test, what is expected)
 _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("epochs", lambda v: v >= 1, "1 or more"),
     ("batch_size", lambda v: v >= 1, "1 or more"),
     ("eval_batch_size", lambda v: v >= 1, "1 or more"),
+    ("tta", lambda v: v in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
     ("threads", lambda v: v is None or v >= 0, "0 or more (0 or null: torch's default)"),
     ("val_every", lambda v: v >= 0, "0 or more (0: only at the end)"),
     ("data.images_per_class", lambda v: v is None or v >= 1, "1 or more (null: every training image)"),

@@ -232,7 +232,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             row["train_acc"] = correct / seen
             last = epoch + 1 == cfg.epochs
             if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
-                val = evaluate(model, prep.val_loader, num_classes)
+                val = evaluate(model, prep.val_loader, num_classes, cfg.tta)
                 row["val_loss"], row["val_acc"] = val.loss, val.acc
             history.append(row)
             write_metrics_csv(history, run_dir / "metrics.csv")
@@ -260,8 +260,10 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
     from filterprior.report.plots import plot_confusion, plot_curves, write_confusion_csv
 
     num_classes = len(prep.classes)
-    val: EvalResult | None = evaluate(model, prep.val_loader, num_classes) if prep.val_loader is not None else None
-    test: EvalResult | None = evaluate(model, prep.test_loader, num_classes) if cfg.test else None
+    val: EvalResult | None = None
+    if prep.val_loader is not None:
+        val = evaluate(model, prep.val_loader, num_classes, cfg.tta)
+    test: EvalResult | None = evaluate(model, prep.test_loader, num_classes, cfg.tta) if cfg.test else None
     if test is not None:
         write_confusion_csv(test.confusion, prep.classes, run_dir / "confusion.csv")
         plot_confusion(test.confusion, prep.classes, run_dir / "confusion.png",

@@ -22,14 +22,25 @@ class EvalResult:
         return [float(self.confusion[i, i] / t) if t else float("nan") for i, t in enumerate(totals)]
 
 
+def predict(model: nn.Module, images: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Logits for a batch; tta="flip" averages them over the images and their mirror images (the
+    training recipe flips, so both views are ones the model has learnt)."""
+    logits = model(images)
+    if tta == "flip":
+        logits = (logits + model(torch.flip(images, dims=[3]))) / 2
+    elif tta != "none":
+        raise ValueError(f"tta {tta!r} is not known; expected none or flip")
+    return logits
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, num_classes: int) -> EvalResult:
+def evaluate(model: nn.Module, loader, num_classes: int, tta: str = "none") -> EvalResult:
     was_training = model.training
     model.eval()
     total_loss, count = 0.0, 0
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for images, labels in loader:
-        logits = model(images)
+        logits = predict(model, images, tta)
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
         count += labels.numel()
         preds = logits.argmax(dim=1)

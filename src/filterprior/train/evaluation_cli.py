@@ -7,14 +7,15 @@ from typing import Any
 
 import yaml
 
+from filterprior.config import TTA_MODES
 from filterprior.errors import UserError
 from filterprior.train.checkpoint import read_exported
 from filterprior.train.evaluate import evaluate
 from filterprior.utils import resolve_device
 
 
-def _run_data_config(path: Path) -> dict[str, Any]:
-    """The `data` section of a run's config.yaml ({} when there is none)."""
+def _run_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as a dict ({} when there is none)."""
     if not path.is_file():
         return {}
     try:
@@ -22,18 +23,23 @@ def _run_data_config(path: Path) -> dict[str, Any]:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"run config {path} could not be read: {type(exc).__name__}; expected the YAML "
                         "that filterprior train writes") from exc
-    data_cfg = run_cfg.get("data") if isinstance(run_cfg, dict) else None
-    return data_cfg if isinstance(data_cfg, dict) else {}
+    return run_cfg if isinstance(run_cfg, dict) else {}
 
 
 def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None = None,
-                  device: str = "auto") -> dict[str, Any]:
+                  device: str = "auto", tta: str | None = None) -> dict[str, Any]:
+    """Test accuracy of a run directory or exported weights; `tta` None: the run's own (none for bare
+    weights), so a run directory gives back the number the run reported."""
     from filterprior.data import TensorLoader, load_data
     from filterprior.models import create_model
 
     path = Path(path)
     tensors, meta = read_exported(path)
-    data_cfg = _run_data_config(path / "config.yaml") if path.is_dir() else {}
+    run_cfg = _run_config(path / "config.yaml") if path.is_dir() else {}
+    data_cfg = run_cfg.get("data") if isinstance(run_cfg.get("data"), dict) else {}
+    tta = tta or run_cfg.get("tta") or "none"
+    if tta not in TTA_MODES:
+        raise UserError(f"{path / 'config.yaml'}: tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
     dataset = dataset or data_cfg.get("dataset") or meta.get("dataset")
     if not dataset:
         raise UserError(f"{path}: no dataset recorded; pass --data")
@@ -53,9 +59,9 @@ def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None
     model.to(dev)
     loader = TensorLoader(data.test_images, data.test_labels, 500, shuffle=False, augment=None,
                           mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=dev)
-    result = evaluate(model, loader, len(data.classes))
+    result = evaluate(model, loader, len(data.classes), tta)
     return {
-        "dataset": dataset, "test_acc": result.acc, "test_loss": result.loss,
+        "dataset": dataset, "tta": tta, "test_acc": result.acc, "test_loss": result.loss,
         "test_images": int(len(data.test_labels)),
         "per_class_acc": dict(zip(data.classes, result.per_class_acc)),
     }
