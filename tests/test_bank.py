@@ -231,6 +231,18 @@ def test_show_bank_draws_a_picture(tmp_path):
     assert "conv1: 10 filters" in text
 
 
+def test_show_bank_draws_each_kernel_once_when_the_layer_holds_fewer_than_asked(tmp_path, monkeypatch):
+    from filterprior.report import filters
+
+    drawn = []
+    monkeypatch.setattr(filters, "plot_filter_grid", lambda kernels, *a, **k: drawn.append(kernels))
+    path = save_bank(random_bank(), tmp_path / "bank.safetensors")
+    show_bank(path, tmp_path / "bank.png", count=64)
+    [kernels] = drawn
+    assert kernels.shape == (10, 3, 7, 7)  # conv1 holds 10 RGB filters: each drawn whole
+    assert len({tuple(k.flatten().tolist()) for k in kernels}) == kernels.shape[0]  # no kernel twice
+
+
 def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_network(tmp_path):
     from filterprior.models import create_model
     from filterprior.priors import init_from_bank

@@ -253,7 +253,8 @@ def describe_bank(bank: FilterBank) -> str:
 def show_bank(
     path: str | Path, picture_path: str | Path, layer: str | None = None, count: int = 64, seed: int = 0
 ) -> str:
-    """Return the bank's summary text and draw `count` random kernels of one layer (default: first).
+    """Return the bank's summary text and draw `count` random kernels of one layer (default: first),
+    or all of them when it holds fewer (sampling would repeat some).
 
     An RGB layer is drawn as whole colour filters, as the run directories draw a model's first layer,
     so the bank's picture and a run's filters_start/end.png can be compared side by side.
@@ -263,6 +264,7 @@ def show_bank(
     bank = load_bank(path)
     layer = layer or bank.layer_names[0]
     view = "filter" if bank.filters(layer).shape[1] == 3 else "slice"
+    count = min(count, bank._layer(layer)["filters" if view == "filter" else "slices"].shape[0])
     kernels = bank.sample(layer, count, view, torch.Generator().manual_seed(seed))
     plot_filter_grid(kernels, picture_path, title=f"{Path(path).name}: {layer}", max_kernels=count)
     return describe_bank(bank)
