@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from filterprior.study import (
     summary_markdown,
 )
 from filterprior.study.grid import cell_hash
+from filterprior.study import runner
 from filterprior.study.runner import threads_per_worker
 from filterprior.study.tables import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
 from filterprior.utils import atomic_write_text
@@ -57,6 +59,13 @@ def fake_train(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: boo
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics))
     return metrics
+
+
+def slow_train(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> dict:
+    """Logs one epoch to metrics.csv, as the engine does, then takes a while over the rest."""
+    (Path(run_dir) / "metrics.csv").write_text("epoch,step\n1,4\n")
+    time.sleep(2.0)
+    return fake_train(cfg, run_dir, resume, quiet)
 
 
 def train_failing_for_l2(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> dict:
@@ -278,6 +287,14 @@ def test_worker_processes_run_cells_with_split_threads(tmp_path, methods_file):
     assert sorted(calls(out)) == ["l2/n2/split0", "none/n2/split0"]
     metrics = json.loads((out / "none/n2/split0/metrics.json").read_text())
     assert metrics["threads"] == threads_per_worker(2)
+
+
+def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, methods_file, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
+    run_study(TrainConfig(), tmp_path / "study", sizes=[2], methods=["none", "l2"], split_seeds=[0], workers=2,
+              train_fn=slow_train, methods_file=methods_file, epochs_by_size={2: 7})
+    out = capsys.readouterr().out
+    assert "none n=2 split=0 epoch 1/7" in out and "l2 n=2 split=0 epoch 1/7" in out
 
 
 # -------------------------------------------------------------------------------------- tables

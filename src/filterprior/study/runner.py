@@ -139,9 +139,10 @@ def _run_in_pool(
             while pending:
                 done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
                 if not done:
-                    running = min(workers, len(pending))
-                    log(f"  ... {running} cell(s) training, {len(jobs) - len(pending)}/{len(jobs)} done, "
-                        f"{time.monotonic() - started:.0f} s elapsed")
+                    training = [futures[f] for f in pending if f.running()]
+                    where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
+                    log(f"  ... {len(jobs) - len(pending)}/{len(jobs)} done, {time.monotonic() - started:.0f} s "
+                        f"elapsed; training: {where or 'starting'}")
                 for future in done:
                     try:
                         error = future.result()
@@ -151,6 +152,15 @@ def _run_in_pool(
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _epochs_done(job: _Job) -> int:
+    """Epochs the cell has logged so far (metrics.csv: a header, then one row per epoch)."""
+    try:
+        with open(job.run_dir / "metrics.csv", "rb") as handle:
+            return max(0, sum(1 for _ in handle) - 1)
+    except OSError:
+        return 0
 
 
 def _cell_line(row: ResultRow) -> str:
