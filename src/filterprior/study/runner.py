@@ -131,7 +131,7 @@ def _run_in_pool(
 ) -> Iterator[tuple[_Job, str | None]]:
     # 'spawn': fresh interpreters, safe with torch threads and CUDA (fork is not).
     context = multiprocessing.get_context("spawn")
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures: dict[Future, _Job] = {pool.submit(_run_job, job): job for job in jobs}
         pending = set(futures)
@@ -139,7 +139,9 @@ def _run_in_pool(
             while pending:
                 done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
                 if not done:
-                    training = [futures[f] for f in pending if f.running()]
+                    # The executor marks queued calls "running" too; a cell trains once its worker has
+                    # rewritten its cell.json (until then its directory may hold an earlier run's files).
+                    training = [futures[f] for f in pending if f.running() and _started_since(futures[f], started_wall)]
                     where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
                     log(f"  ... {len(jobs) - len(pending)}/{len(jobs)} done, {time.monotonic() - started:.0f} s "
                         f"elapsed; training: {where or 'starting'}")
@@ -152,6 +154,13 @@ def _run_in_pool(
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _started_since(job: _Job, wall_time: float) -> bool:
+    try:
+        return (job.run_dir / CELL_FILE).stat().st_mtime >= wall_time
+    except OSError:
+        return False
 
 
 def _epochs_done(job: _Job) -> int:
