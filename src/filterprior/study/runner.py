@@ -141,7 +141,8 @@ def _run_in_pool(
                 if not done:
                     # The executor marks queued calls "running" too; a cell trains once its worker has
                     # rewritten its cell.json (until then its directory may hold an earlier run's files).
-                    training = [futures[f] for f in pending if f.running() and _started_since(futures[f], started_wall)]
+                    training = [futures[f] for f in pending
+                                if f.running() and _started_since(futures[f], started_wall)]
                     where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
                     log(f"  ... {len(jobs) - len(pending)}/{len(jobs)} done, {time.monotonic() - started:.0f} s "
                         f"elapsed; training: {where or 'starting'}")
