@@ -14,20 +14,19 @@ import statistics
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from filterprior.config import load_config
-from filterprior.models import create_model
+from filterprior.config import TTA_MODES, load_config
 from filterprior.train.engine import prepare_data
 from filterprior.train.evaluate import evaluate
+from filterprior.train.evaluation_cli import load_exported_model
 
 
-def pool_accuracy(run_dir: Path, tta: str) -> float:
+def pool_accuracies(run_dir: Path) -> dict[str, float]:
+    """Pool accuracy of the run's saved weights for each TTA mode (data and model loaded once)."""
     cfg = load_config(run_dir / "config.yaml")
     prep = prepare_data(cfg, torch.device("cpu"))
-    model = create_model(cfg.model.name, num_classes=len(prep.classes), **cfg.model.options)
-    model.load_state_dict(load_file(str(run_dir / "weights.safetensors")))
-    return evaluate(model, prep.val_loader, len(prep.classes), tta).acc
+    model, _ = load_exported_model(run_dir)
+    return {tta: evaluate(model, prep.val_loader, len(prep.classes), tta).acc for tta in TTA_MODES}
 
 
 def main() -> None:
@@ -38,7 +37,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gains = []
     for run in args.runs:
-        plain, flip = pool_accuracy(run, "none"), pool_accuracy(run, "flip")
+        accs = pool_accuracies(run)
+        plain, flip = accs["none"], accs["flip"]
         gains.append(100 * (flip - plain))
         print(f"{run}: pool {100 * plain:.2f}% -> {100 * flip:.2f}% with flip TTA", flush=True)
     spread = statistics.stdev(gains) if len(gains) > 1 else 0.0

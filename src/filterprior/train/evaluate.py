@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from filterprior.config import TTA_MODES
+
 
 @dataclass
 class EvalResult:
@@ -29,7 +31,7 @@ def predict(model: nn.Module, images: torch.Tensor, tta: str = "none") -> torch.
     if tta == "flip":
         logits = (logits + model(torch.flip(images, dims=[3]))) / 2
     elif tta != "none":
-        raise ValueError(f"tta {tta!r} is not known; expected none or flip")
+        raise ValueError(f"tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
     return logits
 
 

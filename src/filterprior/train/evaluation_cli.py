@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from filterprior.config import TTA_MODES
 from filterprior.errors import UserError
@@ -26,15 +27,27 @@ def _run_config(path: Path) -> dict[str, Any]:
     return run_cfg if isinstance(run_cfg, dict) else {}
 
 
+def load_exported_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The model that a run directory or exported .safetensors file holds (on the CPU), with its metadata."""
+    from filterprior.models import create_model
+
+    tensors, meta = read_exported(path)
+    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("options", {}))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise UserError(f"weights in {path} do not fit model {meta['model']}: {exc}") from exc
+    return model, meta
+
+
 def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None = None,
                   device: str = "auto", tta: str | None = None) -> dict[str, Any]:
     """Test accuracy of a run directory or exported weights; `tta` None: the run's own (none for bare
     weights), so a run directory gives back the number the run reported."""
     from filterprior.data import TensorLoader, load_data
-    from filterprior.models import create_model
 
     path = Path(path)
-    tensors, meta = read_exported(path)
+    model, meta = load_exported_model(path)
     run_cfg = _run_config(path / "config.yaml") if path.is_dir() else {}
     data_cfg = run_cfg.get("data") if isinstance(run_cfg.get("data"), dict) else {}
     tta = tta or run_cfg.get("tta") or "none"
@@ -51,11 +64,6 @@ def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None
         raise UserError(
             f"{path} was trained for {meta['num_classes']} classes but {dataset} has {len(data.classes)}"
         )
-    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("options", {}))
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise UserError(f"weights in {path} do not fit model {meta['model']}: {exc}") from exc
     model.to(dev)
     loader = TensorLoader(data.test_images, data.test_labels, 500, shuffle=False, augment=None,
                           mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=dev)
