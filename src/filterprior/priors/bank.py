@@ -96,13 +96,17 @@ class FilterBank:
         moved.metadata = dict(self.metadata)
         return moved
 
+    def kernels(self, layer: str, view: str = "slice") -> torch.Tensor:
+        """Every kernel of `layer` in the given view: 2-D slices, or whole filters."""
+        if view not in VIEWS:
+            raise UserError(f"prior.view: {view!r} is not a kernel view; expected one of {', '.join(VIEWS)}")
+        return self._layer(layer)["slices" if view == "slice" else "filters"]
+
     def sample(
         self, layer: str, n: int, view: str = "slice", generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """`n` kernels of `layer` in the given view; without replacement when the bank has enough."""
-        if view not in VIEWS:
-            raise UserError(f"prior.view: {view!r} is not a kernel view; expected one of {', '.join(VIEWS)}")
-        kernels = self._layer(layer)["slices" if view == "slice" else "filters"]
+        kernels = self.kernels(layer, view)
         count = kernels.shape[0]
         if n <= count:
             idx = torch.randperm(count, generator=generator)[:n]
@@ -264,7 +268,7 @@ def show_bank(
     bank = load_bank(path)
     layer = layer or bank.layer_names[0]
     view = "filter" if bank.filters(layer).shape[1] == 3 else "slice"
-    count = min(count, bank._layer(layer)["filters" if view == "filter" else "slices"].shape[0])
+    count = min(count, bank.kernels(layer, view).shape[0])
     kernels = bank.sample(layer, count, view, torch.Generator().manual_seed(seed))
     plot_filter_grid(kernels, picture_path, title=f"{Path(path).name}: {layer}", max_kernels=count)
     return describe_bank(bank)
