@@ -12,7 +12,9 @@ import pytest
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 # Counts the minor page faults of 10 allocate-touch-free rounds of a 64 MB tensor (above glibc's largest
-# mmap threshold, so as it comes glibc maps fresh pages for every round).
+# mmap threshold, so as it comes glibc maps fresh pages for every round). Tuned, the heap takes a few
+# rounds to settle (on this machine the first two or three rounds fault, depending on where small
+# allocations land between them), so 5 warm-up rounds come before the count.
 SCRIPT = """
 import resource, sys, torch
 from filterprior.train.allocator import keep_freed_memory
@@ -24,7 +26,7 @@ def rounds(n):
         x = torch.empty(16 * 2**20)
         x.fill_(1.0)
         del x
-rounds(1)
+rounds(5)
 before = faults()
 rounds(10)
 print(tuned, faults() - before)
@@ -44,7 +46,7 @@ def test_kept_memory_is_reused_without_page_faults():
     untuned, default = _faults("default")
     assert tuned and not untuned
     assert default > 5 * PAGES  # glibc as it comes: fresh pages nearly every round
-    assert kept < 2 * PAGES  # tuned: at most the first round's pages, then none
+    assert kept < 2 * PAGES  # tuned: settled, at most one stray round
 
 
 @pytest.mark.skipif(not GLIBC, reason="the allocator setting is glibc's")
