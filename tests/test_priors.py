@@ -109,8 +109,11 @@ def test_select_layers():
     model = SmallNet()
     assert [n for n, _ in select_layers(model, [])] == ["conv1"]
     assert [n for n, _ in select_layers(model, ["conv2", "conv1"])] == ["conv2", "conv1"]
+    assert [n for n, _ in select_layers(model, ["all"])] == ["conv1", "conv2"]
     with pytest.raises(UserError, match="conv1, conv2"):
         select_layers(model, ["fc"])
+    with pytest.raises(UserError, match=r"'all' is not a conv layer.*\[all\] alone"):
+        select_layers(model, ["conv1", "all"])
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -247,6 +250,31 @@ def test_mmd_prior_lowers_the_mmd():
     optimise(model, term, steps=100, lr=0.01)
     assert mmd_to_bank(model.conv1.weight) < 0.5 * before
     assert "mmd/conv1" in term.metrics()
+
+
+def test_l2_sp_pulls_every_chosen_layer_back_to_its_start_and_keeps_the_start_on_resume():
+    torch.manual_seed(0)
+    model = SmallNet()
+    start = {name: getattr(model, name).weight.detach().clone() for name in ("conv1", "conv2")}
+    term = create_prior(PriorConfig(name="l2-sp", layers=["all"]), model, "cpu")
+    assert all(float(loss.detach()) == 0 for loss in term.losses(model, 1.0).values())  # nothing to pull yet
+    with torch.no_grad():
+        for name in start:
+            getattr(model, name).weight.add_(0.5 * torch.randn_like(start[name]))
+    state = term.state_dict()
+    opt = torch.optim.SGD([model.conv1.weight, model.conv2.weight], lr=0.1)  # each step: 0.8 x the distance
+    for _ in range(100):
+        loss = sum(term.losses(model, progress=1.0).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for name in start:  # each layer back at its own start (moved 0.5 * randn away), not at zero
+        assert float((getattr(model, name).weight.detach() - start[name]).abs().max()) < 1e-4
+    # A resumed run builds its prior on a freshly initialised model; the checkpoint brings the start back.
+    resumed = create_prior(PriorConfig(name="l2-sp", layers=["all"]), SmallNet(), "cpu")
+    resumed.load_state_dict(state)
+    for name in start:
+        torch.testing.assert_close(resumed.anchors[name], start[name])
 
 
 # ------------------------------------------------------------------------------------------ init from bank

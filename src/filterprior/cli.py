@@ -26,7 +26,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--prior", help="none, l2, gaussian, mmd or adversarial")
+    parser.add_argument("--prior", help="none, l2, l2-sp, gaussian, mmd or adversarial")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     parser.add_argument("--threads", type=int, help="torch CPU threads (0: torch's default)")

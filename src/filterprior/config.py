@@ -64,10 +64,10 @@ class OptimConfig:
 
 @dataclass
 class PriorConfig:
-    name: str = "none"  # none | l2 | gaussian | mmd | adversarial
+    name: str = "none"  # none | l2 | l2-sp | gaussian | mmd | adversarial
     weight: float = 1.0  # lambda: the prior's loss is multiplied by this
     warmup_epochs: float = 0.0  # lambda ramps linearly from 0 over this many epochs
-    layers: list[str] = field(default_factory=list)  # conv layer names; empty: the first conv layer
+    layers: list[str] = field(default_factory=list)  # conv layer names; empty: the first conv layer; [all]: every one
     bank: str | None = None  # filter bank file; None: the bundled bank for the model
     view: str = "slice"  # slice: 2-D (out*in, kh, kw) kernels | filter: whole (out, in, kh, kw) filters
     normalize: str = "unit"  # unit: zero-mean, unit-norm per kernel | none: raw kernels

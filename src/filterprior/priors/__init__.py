@@ -25,7 +25,7 @@ from filterprior.priors.base import (
 from filterprior.priors.views import kernel_slices, normalize_kernels, select_layers, whole_filters
 
 # each import below registers one prior
-from filterprior.priors import adversarial, gaussian, l2, mmd  # noqa: E402,F401  isort: skip
+from filterprior.priors import adversarial, gaussian, l2, l2_sp, mmd  # noqa: E402,F401  isort: skip
 from filterprior.priors.init_from_bank import apply_init_from_bank, init_from_bank  # noqa: E402
 
 __all__ = [

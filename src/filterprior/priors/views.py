@@ -87,20 +87,25 @@ def norms_after_convs(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
     return found
 
 
+ALL_LAYERS = "all"  # prior.layers=[all]: every conv layer of the model
+
+
 def select_layers(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.Conv2d]]:
-    """The named conv layers (in the order given); no names -> the first conv layer."""
+    """The named conv layers (in the order given); no names -> the first conv layer; ["all"] -> every one."""
     layers = conv_layers(model)
     if not layers:
         raise UserError(f"prior.layers: model {type(unwrap_model(model)).__name__} has no conv layers")
     if not names:
         return [layers[0]]
+    if list(names) == [ALL_LAYERS]:
+        return layers
     by_name = dict(layers)
     chosen = []
     for name in names:
         if name not in by_name:
             raise UserError(
                 f"prior.layers: {name!r} is not a conv layer of this model; its conv layers are: "
-                + ", ".join(n for n, _ in layers)
+                + ", ".join(n for n, _ in layers) + f" (or [{ALL_LAYERS}] alone for every one)"
             )
         if name not in (n for n, _ in chosen):
             chosen.append((name, by_name[name]))

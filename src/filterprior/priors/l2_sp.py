@@ -1,0 +1,41 @@
+"""L2-SP prior (Li, Grandvalet & Davoine 2018): pull the chosen layers back toward their starting point.
+
+With `prior.init_from_bank=true` the starting point is the bank's kernels, so this is the plainest prior
+over filters there is: stay near the bank's, by a squared distance. The anchor is each layer's weight as
+the model holds it when the prior is built (after init from the bank). The anchors go into the
+checkpoint: a resumed run must pull toward the start it had, not toward whatever init it rebuilds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from filterprior.config import PriorConfig
+from filterprior.priors.bank import FilterBank
+from filterprior.priors.base import LossTerm, register_prior
+
+
+@register_prior("l2-sp")
+class L2SPPrior(LossTerm):
+    """Loss = sum of squared differences between each chosen layer's weight and its starting weight."""
+
+    def __init__(self, cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None):
+        super().__init__(cfg, model, device, bank)
+        self.anchors = {layer: weight.detach().float().clone() for layer, weight in self.weights(model).items()}
+
+    def layer_losses(self, model: nn.Module) -> dict[str, Tensor]:
+        out = {}
+        for layer, weight in self.weights(model).items():
+            out[layer] = (weight.float() - self.anchors[layer]).pow(2).sum()
+            self._metrics[f"sq_dist/{layer}"] = out[layer].detach()
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "anchors": {layer: a.cpu() for layer, a in self.anchors.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.anchors = {layer: state["anchors"][layer].to(self.device) for layer in self.anchors}
