@@ -235,8 +235,8 @@ def test_report_table_shows_the_same_cells_as_summary_md(study, tmp_path):
 
 def test_summary_md_prose_is_one_paragraph(tmp_path):
     page = _markdown(summary_markdown([]))
-    assert page.count("<p>") == 2  # the explanation (wrapped over four lines) and "No finished runs yet."
-    assert "over <code>none</code> at the same size" in page and "<h2>Study summary</h2>" in page
+    assert page.count("<p>") == 2  # the legend and "No finished runs yet."
+    assert "over none at the same size" in page and "<h2>Study summary</h2>" in page
     # A study with no finished runs has no results table: the page shows summary.md instead.
     root = tmp_path / "fresh"
     root.mkdir()

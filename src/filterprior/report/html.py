@@ -27,6 +27,7 @@ from filterprior.report.plots import (
 from filterprior.study.tables import (
     BASELINE,
     SUMMARY_HEADER,
+    SUMMARY_LEGEND,
     ResultRow,
     SummaryRow,
     percent,
@@ -175,11 +176,7 @@ def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
     rows = [[s.images_per_class, *summary_cells(s)] for s in summary]
     classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in summary]
     page.add("<h2>Results</h2>")
-    page.add('<p class="note">Test accuracy: mean ± sample std over the n split seeds (n/a: a single seed '
-             f"has no spread). Gain: difference in mean test accuracy over <b>{BASELINE}</b> at the same size "
-             f"(over <b>{BASELINE}-X</b> for a method named …-X when the study has it: the same model from "
-             "scratch), in percentage points, ± its standard error √(s²ₐ/nₐ + s²ᵦ/nᵦ). Val: mean accuracy on the fixed "
-             "validation pool; wall time: mean per run. Bold: best mean test accuracy at that size.</p>")
+    page.add(f'<p class="note">{esc(SUMMARY_LEGEND)} Bold: best mean test accuracy at that size.</p>')
     page.add(table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
 
 

@@ -281,6 +281,14 @@ def _pm(value: float | None, spread: float | None) -> str:
 
 
 SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "wall time (s)"]
+# What the columns mean: under the table in summary.md and in the HTML report alike.
+SUMMARY_LEGEND = (
+    "Test accuracy in %: mean ± sample std over split seeds (n runs; n/a: a single seed has no spread). "
+    f"Gain: difference in mean test accuracy over {BASELINE} at the same size (over {BASELINE}-X for a "
+    "method named …-X when the study has it: the same model from scratch), in percentage points, ± its "
+    "standard error sqrt(sa²/na + sb²/nb). Val: mean accuracy on the fixed validation pool. "
+    "Wall time: mean per run."
+)
 
 
 def summary_cells(s: SummaryRow) -> list[str]:
@@ -291,15 +299,7 @@ def summary_cells(s: SummaryRow) -> list[str]:
 
 
 def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> str:
-    lines = [
-        "# Study summary",
-        "",
-        "Test accuracy in %: mean ± sample std over split seeds (n runs). Gain: difference in mean test",
-        f"accuracy over `{BASELINE}` at the same size (over `{BASELINE}-X` for a method named `…-X` when the",
-        "study has it: the same model from scratch), in percentage points, ± its standard error",
-        "sqrt(sa²/na + sb²/nb). Val: mean accuracy on the fixed validation pool. Wall time per run.",
-        "n/a: a single seed has no spread.",
-    ]
+    lines = ["# Study summary", "", SUMMARY_LEGEND]
     if not rows:
         return "\n".join(lines + ["", "No finished runs yet.", ""])
     current = None
