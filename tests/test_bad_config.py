@@ -72,6 +72,7 @@ def test_threads_zero_means_torch_default():
 @pytest.mark.parametrize("argv, says", [
     (["model.name=nope"], "unknown model 'nope'"),
     (["--data", "no/such/folder"], "no/such/folder"),
+    (["prior.name=l2-sp", "prior.layers=[all,nope]"], "prior.layers: 'all' is not a conv layer"),
 ])
 def test_failures_found_while_building_leave_no_run_directory(tmp_path, capsys, argv, says):
     run = tmp_path / "run"
