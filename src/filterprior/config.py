@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
+from filterprior.data.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, image_size_ok
 from filterprior.errors import UserError
 
 
@@ -32,7 +33,7 @@ class DataConfig:
     split_seed: int = 0  # drives which images form the subset (the validation pool is fixed)
     val_per_class: int | None = None  # None: the dataset's default pool (500/class CIFAR-10, 100 CIFAR-100)
     test_fraction: float = 0.2  # image folders without test/: fraction of each class held out as test
-    image_size: int = 32  # folders with other sizes are resized to this
+    image_size: int = 32  # folders with other sizes are resized to this (8..512)
     crop_padding: int = 4  # random crop with this zero padding; 0 switches it off
     flip: bool = True  # random horizontal flip
     cutout: int = 0  # side of the cutout square; 0 switches it off
@@ -311,7 +312,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.images_per_class", lambda v: v is None or v >= 1, "1 or more (null: every training image)"),
     ("data.val_per_class", lambda v: v is None or v >= 0, "0 or more (null: the dataset's default)"),
     ("data.test_fraction", lambda v: 0 < v < 1, "between 0 and 1 (exclusive)"),
-    ("data.image_size", lambda v: v >= 1, "1 or more"),
+    ("data.image_size", image_size_ok, f"from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (data/limits.py)"),
     ("data.crop_padding", lambda v: v >= 0, "0 or more (0: off)"),
     ("data.cutout", lambda v: v >= 0, "0 or more (0: off)"),
     ("optim.lr", _finite_above_0, "a finite number above 0"),

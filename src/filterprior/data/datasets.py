@@ -13,6 +13,7 @@ from filterprior.data.cache import cache_key, cached, file_identity
 from filterprior.data.checks import check_usable
 from filterprior.data.folders import folder_fingerprint, load_folder, load_folder_archive
 from filterprior.data.image_data import ImageData
+from filterprior.data.limits import check_image_size
 from filterprior.data.official_cifar import (
     folder_files,
     layout_of_folder,
@@ -52,12 +53,14 @@ def load_data(
     Image folders: classes are the folder names under train/, sorted; names starting with '.' are
     ignored; images of another size are converted to RGB and resized to `image_size` (Pillow bilinear,
     antialiased when shrinking; non-square images are stretched); an unreadable image stops the load
-    naming the file. A folder without test/ gets a stratified test set: `test_fraction` of each class,
-    chosen with a fixed seed (0), the same on every load. Official CIFAR-100 uses the fine labels.
-    An image folder with fewer than 2 classes, or a class without training or test images, is refused.
+    naming the file. A folder without test/ gets a stratified test set chosen by content:
+    round(test_fraction * n) images of each class, the first in the order of their bytes' sha256 (the
+    same on every load; adding files moves the split only at its edge: data/holdout.py).
+    Official CIFAR-100 uses the fine labels. An image folder with fewer than 2 classes, a class without
+    training or test images, or a class folder without images is refused. `image_size` is bounded
+    (limits.py: 8..512), and so are the bytes read (64 MiB an image file, 4 GiB in all).
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise UserError(f"image_size must be a positive integer, got {image_size!r}")
+    check_image_size(image_size)
     if not 0.0 < float(test_fraction) < 1.0:
         raise UserError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     options = (image_size, float(test_fraction))

@@ -7,8 +7,10 @@ Rules (also in load_data's docstring):
 - images in sub-folders of a class folder belong to that class;
 - a directory or archive whose only top-level entry is a folder holding train/ is read from that folder;
 - every image is converted to RGB and resized to image_size x image_size (Pillow bilinear, antialiased);
-- without test/, a stratified fraction `test_fraction` of each class (chosen by a fixed seed, 0) becomes
-  the test set; the rest stays for training.
+- a class folder (under train/ or test/) without images is an error naming it, and so is a test/ folder
+  without images: either would otherwise be skipped without a word;
+- without test/, round(test_fraction * n) images of each class are held out as test, the first in the
+  order of their content's sha256 (holdout.py): adding files moves the split only at its edge.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from filterprior.data import limits
 from filterprior.data.decode import decode_images
+from filterprior.data.holdout import content_key, held_out
 from filterprior.data.image_data import ImageData
-from filterprior.data.safe_tar import iter_files
-from filterprior.data.splits import hash_ranks
+from filterprior.data.limits import describe_bytes
+from filterprior.data.safe_tar import read_members
 from filterprior.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-HOLDOUT_SEED = 0  # which images a folder without test/ holds out; fixed so the test set never moves
 LAYOUT_HELP = "expected train/<class>/<image> (and optionally test/<class>/<image>)"
 
 
@@ -51,8 +54,20 @@ def _layout_prefix(names: list[str], where: str) -> str:
     raise UserError(f"{where}: no train/ folder with images found; {LAYOUT_HELP}")
 
 
-def _group(names: list[str], where: str) -> dict[str, dict[str, list[str]]]:
-    """{'train': {class: [names]}, 'test': {...}} from image names, following the rules above."""
+def _folders_of(files: list[str], folders: list[str]) -> set[str]:
+    """Every non-hidden folder: those listed, and the parents of every file (archives may list no folders)."""
+    out = {PurePosixPath(f).as_posix() for f in folders if not _is_hidden(f)}
+    for name in files:
+        if not _is_hidden(name):
+            out.update(p.as_posix() for p in PurePosixPath(name).parents if p.as_posix() != ".")
+    return out
+
+
+def _group(names: list[str], folders: set[str], where: str) -> dict[str, dict[str, list[str]]]:
+    """{'train': {class: [names]}, 'test': {...}} from image names, following the rules above.
+
+    `folders` (every non-hidden folder) shows class folders that hold no image, which are refused.
+    """
     prefix = _layout_prefix(names, where)
     groups: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
     for name in names:
@@ -63,6 +78,22 @@ def _group(names: list[str], where: str) -> dict[str, dict[str, list[str]]]:
             groups[parts[0]].setdefault(parts[1], []).append(name)
     if not groups["train"]:
         raise UserError(f"{where}: train/ holds no class folders with images; {LAYOUT_HELP}")
+    empty = []
+    for folder in sorted(folders):
+        parts = PurePosixPath(folder[len(prefix) :]).parts if folder.startswith(prefix) else ()
+        if len(parts) == 2 and parts[0] in groups and parts[1] not in groups[parts[0]]:
+            empty.append(folder)
+    if empty:
+        raise UserError(
+            f"{where}: class folder(s) {empty} hold no images (image files end in "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}; names starting with '.' are ignored); "
+            "add images or remove the folder(s)"
+        )
+    if f"{prefix}test" in folders and not groups["test"]:
+        raise UserError(
+            f"{where}: {prefix}test/ holds no class folders with images; fill it ({LAYOUT_HELP}) or remove it "
+            "to hold out data.test_fraction of train/ instead"
+        )
     unknown = sorted(set(groups["test"]) - set(groups["train"]))
     if unknown:
         raise UserError(
@@ -72,25 +103,11 @@ def _group(names: list[str], where: str) -> dict[str, dict[str, list[str]]]:
     return groups
 
 
-def _holdout(labels: np.ndarray, fraction: float) -> np.ndarray:
-    """Boolean mask of the images held out as test: round(fraction * n) of each class, at least 1
-    when the class has 2 or more images, chosen by rank of a seeded hash (deterministic, seed 0)."""
-    test = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        n_test = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            n_test = min(max(n_test, 1), len(idx) - 1)
-        else:
-            n_test = 0
-        order = np.argsort(hash_ranks(HOLDOUT_SEED, idx), kind="stable")
-        test[idx[order[:n_test]]] = True
-    return test
-
-
 def build_from_files(
     files: dict[str, bytes],
     *,
+    folders: list[str],
+    other_files: list[str],
     name: str,
     source: str,
     source_hash: str,
@@ -98,8 +115,10 @@ def build_from_files(
     test_fraction: float,
     where: str,
 ) -> ImageData:
-    """ImageData from {relative name: bytes} laid out as an image folder."""
-    groups = _group(_image_names(list(files)), where)
+    """ImageData from {relative name: bytes} laid out as an image folder. `folders` and `other_files`
+    (files not read: not images) show which folders exist, so an empty class folder can be refused."""
+    names = _image_names(list(files))
+    groups = _group(names, _folders_of([*files, *other_files], folders), where)
     classes = sorted(groups["train"])
     arrays = {}
     for split in ("train", "test"):
@@ -108,57 +127,82 @@ def build_from_files(
             for member in sorted(groups[split].get(cls, [])):
                 items.append((f"{where}/{member}" if where else member, files[member]))
                 labels.append(label)
-        arrays[split] = (decode_images(items, image_size), np.asarray(labels, dtype=np.int64))
-    train_images, train_labels = arrays["train"]
-    test_images, test_labels = arrays["test"]
+        arrays[split] = (items, np.asarray(labels, dtype=np.int64))
+    train_items, train_labels = arrays["train"]
+    test_items, test_labels = arrays["test"]
     if not groups["test"]:
-        held = _holdout(train_labels, test_fraction)
-        test_images, test_labels = train_images[held], train_labels[held]
-        train_images, train_labels = train_images[~held], train_labels[~held]
+        keys = np.array([content_key(data) for _, data in train_items], dtype=np.uint64)
+        held = held_out(train_labels, keys, test_fraction)
+        test_items = [item for item, h in zip(train_items, held) if h]
+        train_items = [item for item, h in zip(train_items, held) if not h]
+        test_labels, train_labels = train_labels[held], train_labels[~held]
     return ImageData(
         name=name,
         classes=classes,
-        train_images=np.ascontiguousarray(train_images),
+        train_images=decode_images(train_items, image_size),
         train_labels=train_labels,
-        test_images=np.ascontiguousarray(test_images),
+        test_images=decode_images(test_items, image_size),
         test_labels=test_labels,
         source=source,
         source_hash=source_hash,
     )
 
 
-def walk_files(folder: Path) -> list[str]:
-    """Relative POSIX names of every non-hidden file under `folder`, sorted."""
-    names = []
+def walk(folder: Path) -> tuple[list[str], list[str]]:
+    """Relative POSIX names of every non-hidden file and every non-hidden folder under `folder`, sorted."""
+    names, folders = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = Path(dirpath).relative_to(folder)
         names.extend((rel / f).as_posix() for f in filenames if not f.startswith("."))
-    return sorted(names)
+        folders.extend((rel / d).as_posix() for d in dirnames)
+    return sorted(names), sorted(folders)
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """Cheap identity of a directory tree: names, sizes and mtimes of its image files (no reading)."""
+    """Cheap identity of a directory tree: names, sizes and mtimes of its image files, and its folders'
+    names (an empty class folder must not be hidden by a cache built before it existed); no reading."""
     digest = hashlib.sha256()
-    for name in _image_names(walk_files(folder)):
+    names, folders = walk(folder)
+    for name in _image_names(names):
         st = (folder / name).stat()
         digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for name in folders:
+        digest.update(f"{name}/\n".encode())
     return digest.hexdigest()
+
+
+def _read_image_file(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limits.MAX_IMAGE_FILE_BYTES:
+            raise UserError(
+                f"image {path} is {describe_bytes(size)}, more than the "
+                f"{describe_bytes(limits.MAX_IMAGE_FILE_BYTES)} an image file may have; refusing to read it"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from exc
 
 
 def load_folder(folder: Path, *, name: str, image_size: int, test_fraction: float) -> ImageData:
     """Read an image-folder directory; source_hash is a sha256 over (name, content sha256) of its images."""
-    names = _image_names(walk_files(folder))
-    files, digest = {}, hashlib.sha256()
-    for rel in names:
-        try:
-            data = (folder / rel).read_bytes()
-        except OSError as exc:
-            raise UserError(f"cannot read image {folder / rel}: {exc}") from exc
+    all_names, folders = walk(folder)
+    files, digest, total = {}, hashlib.sha256(), 0
+    for rel in _image_names(all_names):
+        data = _read_image_file(folder / rel)
+        total += len(data)
+        if total > limits.MAX_TOTAL_BYTES:
+            raise UserError(
+                f"{folder}: its images add up to more than {describe_bytes(limits.MAX_TOTAL_BYTES)} "
+                f"(at {rel}); that is more than filterprior reads for one dataset"
+            )
         files[rel] = data
         digest.update(f"{rel}\0{hashlib.sha256(data).hexdigest()}\n".encode())
     return build_from_files(
         files,
+        folders=folders,
+        other_files=all_names,
         name=name,
         source=str(folder.resolve()),
         source_hash=digest.hexdigest(),
@@ -168,18 +212,23 @@ def load_folder(folder: Path, *, name: str, image_size: int, test_fraction: floa
     )
 
 
+def _is_image_member(member: str) -> bool:
+    return not _is_hidden(member) and PurePosixPath(member).suffix.lower() in IMAGE_SUFFIXES
+
+
 def load_folder_archive(
     archive: Path, *, name: str, source_hash: str, image_size: int, test_fraction: float
 ) -> ImageData:
-    """Read an image-folder tar archive member by member (no extraction; see safe_tar)."""
+    """Read an image-folder tar archive member by member (no extraction; only image files are read; see
+    safe_tar)."""
+    contents = read_members(archive, _is_image_member, max_member_bytes=limits.MAX_IMAGE_FILE_BYTES,
+                            what="image file")
     # PurePosixPath drops a leading './' (archives made with `tar czf x.tar.gz .`)
-    files = {
-        PurePosixPath(member).as_posix(): data
-        for member, data in iter_files(archive)
-        if not _is_hidden(member)
-    }
+    files = {PurePosixPath(member).as_posix(): data for member, data in contents.files.items()}
     return build_from_files(
         files,
+        folders=contents.folders,
+        other_files=contents.skipped,
         name=name,
         source=str(archive.resolve()),
         source_hash=source_hash,

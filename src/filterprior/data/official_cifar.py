@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from filterprior.data import limits
 from filterprior.data.decode import resize_array
 from filterprior.data.image_data import ImageData
-from filterprior.data.safe_tar import iter_files
+from filterprior.data.limits import describe_bytes
+from filterprior.data.safe_tar import read_members
 from filterprior.errors import UserError
 
 
@@ -146,12 +148,10 @@ def folder_files(layout: OfficialLayout) -> list[str]:
 def load_official_archive(archive: Path, layout: OfficialLayout, *, source_hash: str,
                           image_size: int) -> ImageData:
     prefix = f"{layout.folder}/"
-    wanted = set(folder_files(layout))
-    files = {}
-    for member, data in iter_files(archive):
-        member = member.removeprefix("./")
-        if member.startswith(prefix) and member[len(prefix):] in wanted:
-            files[member[len(prefix):]] = data
+    wanted = {prefix + name for name in folder_files(layout)}
+    contents = read_members(archive, lambda member: member.removeprefix("./") in wanted,
+                            max_member_bytes=limits.MAX_BATCH_FILE_BYTES, what="batch file")
+    files = {member.removeprefix("./")[len(prefix):]: data for member, data in contents.files.items()}
     return _build(files, layout, source=str(archive.resolve()), source_hash=source_hash,
                   image_size=image_size, where=str(archive))
 
@@ -162,6 +162,10 @@ def load_official_folder(folder: Path, layout: OfficialLayout, *, image_size: in
     for name in folder_files(layout):
         path = folder / name
         if path.is_file():
+            size = path.stat().st_size
+            if size > limits.MAX_BATCH_FILE_BYTES:
+                raise UserError(f"{path} is {describe_bytes(size)}, more than the "
+                                f"{describe_bytes(limits.MAX_BATCH_FILE_BYTES)} a CIFAR batch file may have")
             files[name] = path.read_bytes()
             digest.update(f"{name}\0{hashlib.sha256(files[name]).hexdigest()}\n".encode())
     return _build(files, layout, source=str(folder.resolve()), source_hash=digest.hexdigest(),

@@ -275,6 +275,8 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         "model": cfg.model.name, "options": cfg.model.options, "num_classes": num_classes,
         "classes": prep.classes, "mean": list(prep.mean), "std": list(prep.std),
         "image_size": cfg.data.image_size, "dataset": cfg.data.dataset, "test_acc": test.acc if test else None,
+        # what eval checks the data against (data/provenance.py), and the hold-out it must repeat
+        "source_hash": prep.data.source_hash, "test_fraction": cfg.data.test_fraction,
     })
     metrics = {
         "test_acc": test.acc if test else None, "test_loss": test.loss if test else None,
@@ -284,7 +286,7 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         "images_per_class": prep.images_per_class, "split_seed": cfg.data.split_seed,
         "train_images": len(prep.train_loader.labels), "test_images": int(len(prep.test_loader.labels)),
         "model": cfg.model.name, "prior": cfg.prior.name, "params": count_parameters(model),
-        "config_hash": config_hash(cfg),
+        "config_hash": config_hash(cfg), "source_hash": prep.data.source_hash,
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     parts = [f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images)"] if test else ["test set not evaluated"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import yaml
 from torch import nn
 
 from filterprior.config import TTA_MODES
+from filterprior.data.limits import check_image_size
+from filterprior.data.provenance import check_recorded_data
 from filterprior.errors import UserError
 from filterprior.train.checkpoint import read_exported
 from filterprior.train.evaluate import evaluate
@@ -48,6 +51,8 @@ def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None
 
     path = Path(path)
     model, meta = load_exported_model(path)
+    weights_json = (path / "weights.json") if path.is_dir() else path.with_suffix(".json")
+    image_size = check_image_size(meta.get("image_size", 32), f"{weights_json}: image_size")
     run_cfg = _run_config(path / "config.yaml") if path.is_dir() else {}
     data_cfg = run_cfg.get("data") if isinstance(run_cfg.get("data"), dict) else {}
     tta = tta or run_cfg.get("tta") or "none"
@@ -58,8 +63,11 @@ def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None
         raise UserError(f"{path}: no dataset recorded; pass --data")
     root = root or data_cfg.get("root")
     dev = resolve_device(device)
-    data = load_data(dataset, root=root, image_size=int(meta.get("image_size", 32)),
-                     test_fraction=float(data_cfg.get("test_fraction", 0.2)))
+    test_fraction = data_cfg.get("test_fraction", meta.get("test_fraction", 0.2))
+    data = load_data(dataset, root=root, image_size=image_size, test_fraction=float(test_fraction))
+    warning = check_recorded_data(meta, data, str(path))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if len(data.classes) != meta["num_classes"]:
         raise UserError(
             f"{path} was trained for {meta['num_classes']} classes but {dataset} has {len(data.classes)}"
