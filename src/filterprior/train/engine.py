@@ -286,7 +286,8 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         "images_per_class": prep.images_per_class, "split_seed": cfg.data.split_seed,
         "train_images": len(prep.train_loader.labels), "test_images": int(len(prep.test_loader.labels)),
         "model": cfg.model.name, "prior": cfg.prior.name, "params": count_parameters(model),
-        "config_hash": config_hash(cfg), "source_hash": prep.data.source_hash,
+        "config_hash": config_hash(cfg),
+        "source_hash": prep.data.source_hash,
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     parts = [f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images)"] if test else ["test set not evaluated"]
