@@ -118,13 +118,13 @@ def trained_run(tmp_path_factory):
     folder = make_noisy_folder(base / "pets")
     env = {"FILTERPRIOR_CACHE": str(base / "cache")}
     done = run_cli("train", "--data", str(folder), "--model", "simplecnn", "--epochs", "1", "--batch-size", "4",
-                   "--out", str(base / "run"), "--quiet", "threads=1", "filter_pictures=false", env_extra=env)
+                   "--out", str(base / "run"), "threads=1", "filter_pictures=false", env_extra=env)
     assert done.returncode == 0, done.stderr
-    return base, folder, env
+    return base, folder, env, done.stdout
 
 
 def test_run_records_its_data_and_eval_checks_it(trained_run, tmp_path, monkeypatch):
-    base, folder, env = trained_run
+    base, folder, env, _ = trained_run
     run = base / "run"
     meta = json.loads((run / "weights.json").read_text())
     monkeypatch.setenv("FILTERPRIOR_CACHE", env["FILTERPRIOR_CACHE"])
@@ -152,7 +152,7 @@ def test_run_records_its_data_and_eval_checks_it(trained_run, tmp_path, monkeypa
 
 
 def test_eval_bounds_the_image_size_of_weights_json(trained_run, tmp_path):
-    base, _, env = trained_run
+    base, _, env, _ = trained_run
     for name in ("weights.safetensors", "weights.json"):
         shutil.copy(base / "run" / name, tmp_path / name)
     meta = json.loads((tmp_path / "weights.json").read_text())
@@ -160,6 +160,13 @@ def test_eval_bounds_the_image_size_of_weights_json(trained_run, tmp_path):
     done = run_cli("eval", str(tmp_path / "weights.safetensors"), env_extra=env)
     assert done.returncode == 2, done.stderr
     assert "weights.json: image_size must be an integer from 8 to 512" in done.stderr and "600" in done.stderr
+
+
+def test_the_run_says_where_the_images_went(trained_run):
+    """Newcomer item: an own folder loses images to test/ and the validation pool; the first line says so."""
+    first = trained_run[3].splitlines()[0]
+    # 6 a class, round(0.2 * 6) = 1 a class held out as test, a pool of min(100, 5 // 10) = 0
+    assert "simplecnn on pets: 10 training images (of 10: 0 in the validation pool), 2 test images" in first
 
 
 # ------------------------------------------------------------------------------ 4. corrupt archives

@@ -125,6 +125,17 @@ def _check_run_dir(run_dir: Path) -> None:
         raise UserError(f"run directory {run_dir} is an existing file; choose a directory (new or a run's) for --out")
 
 
+def _image_counts(prep: Prepared) -> str:
+    """Where the dataset's images went: 'full' CIFAR-10 trains on 45,000 (5,000 go to the validation
+    pool), and an own folder without test/ also gives 20 % of each class to its test set."""
+    n_train, n_all = len(prep.train_loader.labels), len(prep.data.train_labels)
+    n_pool = len(prep.val_loader.labels) if prep.val_loader is not None else 0
+    unused = n_all - n_train - n_pool
+    parts = [f"{n_pool} in the validation pool"] + ([f"{unused} unused"] if unused else [])
+    return (f"{n_train} training images (of {n_all}: {', '.join(parts)}), "
+            f"{len(prep.test_loader.labels)} test images")
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
@@ -189,10 +200,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         if cfg.filter_pictures:
             _save_filter_picture(model, run_dir / "filters_start.png", "first conv layer, start")
 
-    say(
-        f"{cfg.model.name} on {prep.data.name}: {len(prep.train_loader.labels)} training images, "
-        f"{num_classes} classes, {steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}"
-    )
+    say(f"{cfg.model.name} on {prep.data.name}: {_image_counts(prep)}, {num_classes} classes, "
+        f"{steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
     tb = TensorBoardLog(run_dir / "tb")
     try:
         for epoch in range(start_epoch, cfg.epochs):
