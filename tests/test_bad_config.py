@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from filterprior.cli import build_parser, main
+from filterprior.commands import build_parser, main
 from filterprior.config import TrainConfig, apply_overrides, validate_config, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.utils import atomic_write_text

@@ -170,7 +170,7 @@ def test_collect_bank_refuses_bad_sources(tmp_path):
 
 
 def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_path, capsys):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     net = small_net(0)
     net(torch.zeros(1, 3, 12, 12))
@@ -195,7 +195,7 @@ def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_pa
 
 
 def test_collect_needs_at_least_one_source_to_train(tmp_path, capsys):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     assert main(["collect", "-o", str(tmp_path / "x.safetensors"), "--num-sources", "-1",
                  "--work-dir", str(tmp_path / "w"), "--data", "mini"]) == 2
@@ -285,7 +285,7 @@ def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_netw
 
 
 def test_bank_show_writes_its_picture_to_the_current_directory(tmp_path, capsys, monkeypatch):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     bundled = default_bank_path("filternet-s2")
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from filterprior.cli import main
+from filterprior.commands import main
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from filterprior.cli import main
+from filterprior.commands import main
 from filterprior.priors.bank import default_bank_path
 
 pytestmark = pytest.mark.skipif(default_bank_path("filternet-s2") is None, reason="the bundled bank is not built")

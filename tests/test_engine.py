@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from filterprior.cli import main
+from filterprior.commands import main
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
 from filterprior.train import TrainingDiverged, train

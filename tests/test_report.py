@@ -274,7 +274,7 @@ def test_report_of_an_empty_directory_names_it(tmp_path):
 
 
 def test_report_of_a_missing_directory_says_it_does_not_exist(tmp_path, capsys):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     assert main(["report", str(tmp_path / "nonexist"), "-o", str(tmp_path / "x.html")]) == 2
     assert f"error: {tmp_path / 'nonexist'} does not exist" in capsys.readouterr().err
@@ -283,7 +283,7 @@ def test_report_of_a_missing_directory_says_it_does_not_exist(tmp_path, capsys):
 
 @pytest.mark.parametrize("garbage", [b"hello world\ngarbage,,\n", bytes(range(256)) * 3])
 def test_report_with_a_garbage_metrics_csv_warns_naming_it(study, tmp_path, capsys, garbage):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     run = tmp_path / "run"
     shutil.copytree(study / "runs/adversarial-n5-s0", run)  # no curves.png: curves come from metrics.csv

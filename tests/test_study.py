@@ -22,7 +22,6 @@ from filterprior.errors import UserError
 from filterprior.priors.bank import BANKS_DIR as BANKS
 from filterprior.study import (
     StudyFailed,
-    add_study_arguments,
     build_grid,
     cell_config,
     load_methods,
@@ -30,9 +29,9 @@ from filterprior.study import (
     run_study,
     select_methods,
     shard_cells,
-    study_main,
     summary_markdown,
 )
+from filterprior.commands.study import add_study_arguments, study_main
 from filterprior.study.grid import cell_hash
 from filterprior.study import runner
 from filterprior.study.runner import threads_per_worker
@@ -115,8 +114,7 @@ def test_bundled_methods_are_all_valid_recipes():
 
 def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_of_it():
     from filterprior.priors import load_bank
-    from filterprior.priors.collect import packaged_config
-    from filterprior.config import load_config
+    from filterprior.config import load_config, packaged_config
     from filterprior.train.engine import build_model
 
     base = load_config(packaged_config("small-data.yaml"))
@@ -460,7 +458,7 @@ def test_end_to_end_with_the_real_engine(tmp_path):
 
 def test_epochs_by_size_sets_each_cells_epochs():
     from filterprior.config import TrainConfig
-    from filterprior.study.cli import parse_epochs_by_size
+    from filterprior.commands.study import parse_epochs_by_size
     from filterprior.study.grid import Cell, cell_config
     from filterprior.study.methods import load_methods
 
@@ -488,7 +486,7 @@ def test_epochs_by_size_sets_each_cells_epochs():
     ],
 )
 def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys, flags, message):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     out = tmp_path / "s"
     code = main(["study", "--out", str(out), "--workers", "1", "--split-seeds", "0-4", *flags])

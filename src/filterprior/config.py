@@ -14,6 +14,7 @@ import json
 import math
 import types
 import typing
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -240,6 +241,11 @@ def load_config(path: str | Path) -> TrainConfig:
         return config_from_dict(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from exc
+
+
+def packaged_config(name: str) -> Path:
+    """A recipe shipped inside the package (src/filterprior/configs/<name>)."""
+    return Path(str(resources.files("filterprior") / "configs" / name))
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:

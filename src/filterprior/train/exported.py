@@ -1,4 +1,5 @@
-"""`filterprior eval`: a run directory or exported weights, tested on a dataset's full test set."""
+"""Exported weights back as a model, and testing a run directory or exported weights on a dataset's
+full test set (what `filterprior eval` prints)."""
 
 from __future__ import annotations
 
