@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from filterprior.errors import UserError
-from filterprior.priors.bank import (
+from filterprior.banks.bank import (
     FilterBank,
     bank_sidecar_path,
     default_bank_path,
@@ -20,7 +20,7 @@ from filterprior.priors.bank import (
     save_bank,
     show_bank,
 )
-from filterprior.priors.bank_build import bank_from_state_dicts, collect_bank
+from filterprior.banks.build import bank_from_state_dicts, collect_bank
 
 torch.set_num_threads(1)
 
@@ -211,7 +211,7 @@ def test_default_bank_path_is_none_without_a_bundled_bank():
 def test_bundled_network_bank_rebuilds_filternet_s2():
     from filterprior.config import PriorConfig
     from filterprior.models import create_model
-    from filterprior.priors import apply_init_from_bank
+    from filterprior.banks import apply_init_from_bank
 
     path = default_bank_path("filternet-s2", networks=True)
     assert path is not None and path.stat().st_size < 10_000_000
@@ -245,8 +245,8 @@ def test_show_bank_draws_each_kernel_once_when_the_layer_holds_fewer_than_asked(
 
 def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_network(tmp_path):
     from filterprior.models import create_model
-    from filterprior.priors import init_from_bank
-    from filterprior.priors.freeze import FrozenBatchNorm2d
+    from filterprior.banks import init_from_bank
+    from filterprior.banks.freeze import FrozenBatchNorm2d
 
     nets = []
     for seed in (0, 1):

@@ -19,7 +19,7 @@ import torch
 
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
-from filterprior.priors.bank import BANKS_DIR as BANKS
+from filterprior.banks.bank import BANKS_DIR as BANKS
 from filterprior.study import (
     StudyFailed,
     build_grid,
@@ -113,7 +113,7 @@ def test_bundled_methods_are_all_valid_recipes():
 
 
 def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_of_it():
-    from filterprior.priors import load_bank
+    from filterprior.banks import load_bank
     from filterprior.config import load_config, packaged_config
     from filterprior.train.engine import build_model
 
@@ -497,7 +497,7 @@ def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys
 
 
 def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
-    from filterprior.priors.bank import FilterBank, save_bank
+    from filterprior.banks.bank import FilterBank, save_bank
 
     bank_path = tmp_path / "bank.safetensors"
 

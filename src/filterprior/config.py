@@ -379,6 +379,19 @@ def check_ranges(section: Any, prefix: str = "") -> None:
                 raise UserError(f"{key} must be {expected}, got {value!r}")
 
 
+def effective_config(cfg: PriorConfig) -> PriorConfig:
+    """The config a prior really runs with: `seed_faithful` forces the seed project's choices.
+
+    The seed used the first conv layer, raw 2-D slices, BCE and its conv discriminator without spectral
+    norm; its lambda was 1, which is our default, but `weight` is still taken from the config.
+    """
+    if not cfg.seed_faithful:
+        return cfg
+    return dataclasses.replace(
+        cfg, layers=[], normalize="none", view="slice", loss="bce", d_arch="conv", spectral_norm=False
+    )
+
+
 def with_absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
     """An existing local dataset path (and data root) made absolute, so the saved config.yaml still
     finds the data from another working directory; dataset names (mini, cifar10, ...) stay names."""

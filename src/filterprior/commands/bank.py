@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from filterprior.priors.bank import show_bank
+    from filterprior.banks.bank import show_bank
 
     # Default: the current directory, never beside the bank (the bundled ones live inside the package).
     picture = Path(args.picture) if args.picture else Path(Path(args.bank).with_suffix(".png").name)

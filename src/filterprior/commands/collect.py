@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from filterprior.priors.bank_build import collect_bank
+    from filterprior.banks.build import collect_bank
 
     if not args.sources and args.num_sources < 1:  # checked before any source trains
         raise UserError(f"--num-sources {args.num_sources} is not valid: expected 1 or more source models to train")

@@ -29,7 +29,7 @@ def run(args) -> int:
 
 
 def run_demo(out: Path, epochs: int | None = None) -> int:
-    from filterprior.priors.bank import default_bank_path, show_bank
+    from filterprior.banks.bank import default_bank_path, show_bank
     from filterprior.report.html import build_report
 
     if epochs is not None and epochs < 1:

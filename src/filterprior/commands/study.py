@@ -149,7 +149,7 @@ def _draw_bank(base: TrainConfig, out_dir) -> None:
     """bank.png beside results.csv, so the report shows the bank's filters next to the runs'."""
     from pathlib import Path
 
-    from filterprior.priors.bank import default_bank_path, show_bank
+    from filterprior.banks.bank import default_bank_path, show_bank
 
     bank = Path(base.prior.bank) if base.prior.bank else default_bank_path(base.model.name)
     picture = Path(out_dir) / "bank.png"

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from filterprior.errors import UserError
+from filterprior.models.introspect import unwrap
 from filterprior.utils import atomic_path, atomic_write_text
 
 
@@ -48,12 +49,6 @@ def _reason(exc: Exception) -> str:
             detail = line.split("WeightsUnpickler error:", 1)[1].strip() or " ".join(lines[i + 1:i + 2])
             break
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under torch.compile / DistributedDataParallel wrappers."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
 
 
 def export_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) -> None:

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from filterprior.config import TrainConfig, config_hash, save_config, validate_config, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.train.allocator import keep_freed_memory
-from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
+from filterprior.models.introspect import unwrap
+from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from filterprior.train.environment import environment_info
 from filterprior.train.evaluate import EvalResult, evaluate
 from filterprior.train.optim import build_optimizer, build_scheduler
@@ -85,7 +86,7 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
     model.filterprior_name = cfg.model.name  # priors look up the bundled bank by this name
     if cfg.prior.init_from_bank or cfg.prior.freeze != "none":
-        from filterprior.priors import apply_init_from_bank
+        from filterprior.banks import apply_init_from_bank
 
         apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed))
     model = model.to(device)

@@ -4,7 +4,7 @@ A bank file is a safetensors file (one tensor per layer, (n, in, kh, kw) float32
 carries the metadata as JSON; a JSON sidecar beside it (`bank.json` for `bank.safetensors`) repeats
 the metadata for people and tools without torch. The content hash (sha256 over the layers' names,
 shapes and float32 bytes) is checked on load, so a damaged file is refused instead of used.
-Building a bank from trained networks lives in `bank_build`.
+Building a bank from trained networks lives in `banks.build`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from filterprior.errors import UserError
-from filterprior.priors.views import VIEWS
+from filterprior.banks.views import VIEWS
 from filterprior.utils import atomic_path, atomic_write_text
 
 HEADER_KEY = "filterprior_bank"
