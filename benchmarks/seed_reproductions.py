@@ -38,10 +38,9 @@ from pathlib import Path
 import torch
 
 from filterprior.config import apply_overrides, load_config
-from filterprior.data import load_data
+from filterprior.data.pipeline import load_configured_data, prepare_data
 from filterprior.errors import UserError
 from filterprior.train import train
-from filterprior.train.engine import prepare_data
 from filterprior.train.evaluate import evaluate
 from filterprior.utils import resolve_device
 
@@ -136,8 +135,7 @@ def main() -> None:
             writer.writerow(COLUMNS)
         for name, cfg in configs.items():
             # what the run reads (decoded once, then cached; train() loads the same arrays again)
-            source = load_data(cfg.data.dataset, root=cfg.data.root, download=cfg.data.download,
-                               image_size=cfg.data.image_size, test_fraction=cfg.data.test_fraction).source
+            source = load_configured_data(cfg.data).source
             note = data_note(source)
             if note not in notes:
                 print(note, flush=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from filterprior.config import TTA_MODES, load_config
-from filterprior.train.engine import prepare_data
+from filterprior.data.pipeline import prepare_data
 from filterprior.train.evaluate import evaluate
 from filterprior.train.exported import load_exported_model
 

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from filterprior.commands import build_parser, main
-from filterprior.config import TrainConfig, apply_overrides, validate_config, with_absolute_data_paths
+from filterprior.config import TrainConfig, apply_overrides, validate_config
+from filterprior.data.pipeline import with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.utils import atomic_write_text
 

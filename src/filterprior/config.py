@@ -390,17 +390,3 @@ def effective_config(cfg: PriorConfig) -> PriorConfig:
     return dataclasses.replace(
         cfg, layers=[], normalize="none", view="slice", loss="bce", d_arch="conv", spectral_norm=False
     )
-
-
-def with_absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
-    """An existing local dataset path (and data root) made absolute, so the saved config.yaml still
-    finds the data from another working directory; dataset names (mini, cifar10, ...) stay names."""
-    from filterprior.data.locate import CANDIDATES
-
-    data = cfg.data
-    dataset, root = data.dataset, data.root
-    if dataset != "mini" and dataset not in CANDIDATES and Path(dataset).expanduser().exists():
-        dataset = str(Path(dataset).expanduser().resolve())
-    if root is not None and Path(root).expanduser().is_dir():
-        root = str(Path(root).expanduser().resolve())
-    return dataclasses.replace(cfg, data=dataclasses.replace(data, dataset=dataset, root=root))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, save_config, validate_config, with_absolute_data_paths
+from filterprior.config import TrainConfig, config_hash, save_config, validate_config
+from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
-from filterprior.train.allocator import keep_freed_memory
 from filterprior.models.introspect import unwrap
+from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from filterprior.train.environment import environment_info
 from filterprior.train.evaluate import EvalResult, evaluate
@@ -33,51 +33,6 @@ from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class Prepared:
-    """Everything a run needs before its first step (also used by `filterprior eval`)."""
-
-    data: Any
-    classes: list[str]
-    train_loader: Any
-    val_loader: Any | None
-    test_loader: Any
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    images_per_class: int | None
-
-
-def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
-    from filterprior.data import AugmentConfig, TensorLoader, channel_stats, default_val_per_class, load_data, make_split
-
-    d = cfg.data
-    data = load_data(d.dataset, root=d.root, download=d.download, image_size=d.image_size, test_fraction=d.test_fraction)
-    val_per_class = d.val_per_class if d.val_per_class is not None else default_val_per_class(data)
-    split = make_split(data.train_labels, d.images_per_class, d.split_seed, val_per_class)
-    train_x, train_y = data.train_images[split.train_idx], data.train_labels[split.train_idx]
-    if d.mean is not None and d.std is not None:
-        mean, std = tuple(d.mean), tuple(d.std)
-    else:  # measured on the images this run trains on: all a small-data user has
-        mean, std = channel_stats(train_x)
-    augment = AugmentConfig(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
-    # A last batch of one image breaks BatchNorm in training mode: drop it in that case only.
-    drop_last = len(train_y) % cfg.batch_size == 1
-    common = dict(mean=mean, std=std, device=device)
-    train_loader = TensorLoader(
-        train_x, train_y, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, drop_last=drop_last, **common
-    )
-    val_loader = None
-    if len(split.val_idx):
-        val_loader = TensorLoader(
-            data.train_images[split.val_idx], data.train_labels[split.val_idx], cfg.eval_batch_size,
-            shuffle=False, augment=None, **common,
-        )
-    test_loader = TensorLoader(
-        data.test_images, data.test_labels, cfg.eval_batch_size, shuffle=False, augment=None, **common
-    )
-    return Prepared(data, list(data.classes), train_loader, val_loader, test_loader, mean, std, d.images_per_class)
 
 
 def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
