@@ -224,7 +224,7 @@ def test_bundled_network_bank_rebuilds_filternet_s2():
 
 
 def test_show_bank_draws_a_picture(tmp_path):
-    pytest.importorskip("filterprior.report.filters")
+    pytest.importorskip("filterprior.figures.filters")
     path = save_bank(random_bank(), tmp_path / "bank.safetensors")
     text = show_bank(path, tmp_path / "bank.png", count=16)
     assert (tmp_path / "bank.png").stat().st_size > 0
@@ -232,7 +232,7 @@ def test_show_bank_draws_a_picture(tmp_path):
 
 
 def test_show_bank_draws_each_kernel_once_when_the_layer_holds_fewer_than_asked(tmp_path, monkeypatch):
-    from filterprior.report import filters
+    from filterprior.figures import filters
 
     drawn = []
     monkeypatch.setattr(filters, "plot_filter_grid", lambda kernels, *a, **k: drawn.append(kernels))

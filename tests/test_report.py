@@ -17,8 +17,7 @@ import torch
 from PIL import Image
 
 from filterprior.errors import UserError
-from filterprior.report import (
-    build_report,
+from filterprior.figures import (
     filter_grid_png_bytes,
     plot_accuracy_vs_size,
     plot_confusion,
@@ -27,9 +26,10 @@ from filterprior.report import (
     read_confusion_csv,
     write_confusion_csv,
 )
+from filterprior.report import build_report
 from filterprior.report.html_pieces import markdown as _markdown
-from filterprior.report.plots import _confusion_title
-from filterprior.study.tables import read_results_csv, summary_markdown, write_summary
+from filterprior.figures.plots import _confusion_title
+from filterprior.results import read_results_csv, summary_markdown, write_summary
 
 CLASSES = ["airplane", "automobile", "bird", "cat"]
 

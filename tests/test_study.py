@@ -35,7 +35,7 @@ from filterprior.commands.study import add_study_arguments, study_main
 from filterprior.study.grid import cell_hash
 from filterprior.study import runner
 from filterprior.study.runner import threads_per_worker
-from filterprior.study.tables import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
+from filterprior.results import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
 from filterprior.utils import atomic_write_text
 
 # ------------------------------------------------------------------------------ engine stand-ins
@@ -218,7 +218,7 @@ def test_study_writes_runs_results_and_summary(tmp_path, methods_file):
     assert "## 2 images per class" in summary and "## 4 images per class" in summary
     assert "| none | 2 |" in summary
     try:
-        import filterprior.report.plots  # noqa: F401  (written by another helper)
+        import filterprior.figures.plots  # noqa: F401  (written by another helper)
     except ImportError:
         return
     assert (out / "accuracy.png").stat().st_size > 0
@@ -519,7 +519,7 @@ def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
 
 
 def test_a_method_named_after_a_model_gains_over_that_models_own_baseline():
-    from filterprior.study.tables import baseline_of
+    from filterprior.results import baseline_of
 
     def rows(method, accs):
         return [ResultRow(method, 50, i, a, None, 1.0, "h", f"{method}/n50/split{i}") for i, a in enumerate(accs)]

@@ -263,7 +263,7 @@ def show_bank(
     An RGB layer is drawn as whole colour filters, as the run directories draw a model's first layer,
     so the bank's picture and a run's filters_start/end.png can be compared side by side.
     """
-    from filterprior.report.filters import plot_filter_grid
+    from filterprior.figures.filters import plot_filter_grid
 
     bank = load_bank(path)
     layer = layer or bank.layer_names[0]

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 from filterprior.errors import UserError
 from filterprior.report.html_pieces import esc, figure, markdown, row, table
-from filterprior.report.plots import (
+from filterprior.figures.plots import (
     accuracy_vs_size_png_bytes,
     confusion_png_bytes,
     curves_png_bytes,
     read_confusion_csv,
 )
-from filterprior.study.tables import (
+from filterprior.results import (
     BASELINE,
     SUMMARY_HEADER,
     SUMMARY_LEGEND,
@@ -169,7 +169,7 @@ def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> d
 
 
 def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
-    # The cells come from study.tables.summary_cells, as in summary.md: the two can never disagree.
+    # The cells come from results.summary_cells, as in summary.md: the two can never disagree.
     best_at: dict[int, float] = {}
     for s in summary:
         best_at[s.images_per_class] = max(best_at.get(s.images_per_class, -math.inf), s.test_mean)
@@ -186,7 +186,7 @@ def _study_page(page: _Page) -> str:
     rows = read_results_csv(results_csv)  # a broken results.csv is the user's error, not a missing piece
     summary = summarize(rows)
     if summary:
-        # summary.md holds the same statistics (both from study.tables.summary_cells), so it is not repeated.
+        # summary.md holds the same statistics (both from results.summary_cells), so it is not repeated.
         _results_section(page, summary)
     else:
         page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")

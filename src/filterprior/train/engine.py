@@ -59,7 +59,7 @@ def _save_filter_picture(model, path: Path, title: str) -> None:
     weight = _first_conv_weight(model)
     if weight is None:
         return
-    from filterprior.report.filters import plot_filter_grid
+    from filterprior.figures.filters import plot_filter_grid
 
     kernels = weight if weight.shape[1] == 3 else weight.flatten(0, 1)
     plot_filter_grid(kernels, path, title=title)
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
     """Test once at the end (never the best epoch), export weights, pictures, then metrics.json last."""
     from filterprior.models import count_parameters
-    from filterprior.report.plots import plot_confusion, plot_curves, write_confusion_csv
+    from filterprior.figures.plots import plot_confusion, plot_curves, write_confusion_csv
 
     num_classes = len(prep.classes)
     val: EvalResult | None = None

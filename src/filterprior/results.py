@@ -1,9 +1,9 @@
-"""The study's tables: results.csv (one row per finished cell) and summary.md (mean ± std per method).
+"""A study's results: results.csv (one row per finished cell) and summary.md (mean ± std per method).
 
-The one source of results.csv's reading, statistics and cell formatting: the HTML report
-(filterprior.report.html) uses read_results_csv, summarize and summary_cells too, so it always shows the
-same numbers as summary.md. Accuracies in metrics.json and results.csv are fractions in [0, 1]; the tables
-show them in %.
+The one source of results.csv's reading, statistics and cell formatting: the study writes them, and the
+HTML report (filterprior.report.html) and the accuracy plot (filterprior.figures.plots) read them with
+read_results_csv, summarize and summary_cells, so they always show the same numbers as summary.md.
+Accuracies in metrics.json and results.csv are fractions in [0, 1]; the tables show them in %.
 """
 
 from __future__ import annotations
