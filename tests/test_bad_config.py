@@ -216,4 +216,4 @@ def test_eval_of_a_run_with_a_broken_config_names_it(finished_run, tmp_path, cap
     shutil.copytree(finished_run, run)
     (run / "config.yaml").write_text("data: [unclosed\n")
     err = fails(capsys, "eval", str(run))
-    assert f"run config {run / 'config.yaml'} could not be read" in err
+    assert f"run config {run / 'config.yaml'} is not valid YAML" in err

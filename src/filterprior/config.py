@@ -22,6 +22,7 @@ from typing import Any, Callable
 import yaml
 
 from filterprior.errors import UserError
+from filterprior.utils import atomic_write_text, read_yaml
 
 
 @dataclass
@@ -215,28 +216,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line from a YAML error: what is wrong and where (PyYAML's own text spans several lines)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
-
-
 def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); "
-                        "save it as UTF-8") from exc
-    except OSError as exc:
-        raise UserError(f"config file {path} could not be read: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from exc
+    data = read_yaml(path, "config file") or {}
     try:
         return config_from_dict(data)
     except UserError as exc:
@@ -272,8 +254,6 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    from filterprior.utils import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 

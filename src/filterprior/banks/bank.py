@@ -19,7 +19,7 @@ import torch
 
 from filterprior.errors import UserError
 from filterprior.banks.views import VIEWS
-from filterprior.utils import atomic_path, atomic_write_text
+from filterprior.utils import atomic_path, atomic_write_text, read_json
 
 HEADER_KEY = "filterprior_bank"
 NORM_SEP = "::norm."  # tensor key of a layer's BatchNorm entry: "<layer>::norm.<key>"
@@ -184,7 +184,7 @@ def load_bank(path: str | Path) -> FilterBank:
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
         raise UserError(f"filter bank {path} is not a readable safetensors file: {exc}") from exc
     try:
-        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else read_json(bank_sidecar_path(path))
+        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else read_json(bank_sidecar_path(path), "bank metadata")
     except (json.JSONDecodeError, UserError) as exc:
         raise UserError(f"filter bank {path}: its metadata is missing or not valid JSON ({exc})") from exc
     norms: dict[str, dict[str, torch.Tensor]] = {}
@@ -275,15 +275,3 @@ def show_bank(
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data

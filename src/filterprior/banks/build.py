@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
-import yaml
 
 from filterprior.errors import UserError
-from filterprior.banks.bank import NORM_KEYS, FilterBank, read_json, save_bank
+from filterprior.banks.bank import NORM_KEYS, FilterBank, save_bank
 from filterprior.models.introspect import norms_after_convs, strip_wrapper_prefixes
+from filterprior.utils import read_json, read_yaml
 
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -169,15 +169,12 @@ def _source_info(weights: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     sidecar = weights.with_suffix(".json")
     if sidecar.is_file():
-        info.update(read_json(sidecar))
+        info.update(read_json(sidecar, "weights metadata"))
     run_dir = weights.parent
     if (run_dir / "metrics.json").is_file():
-        info["test_acc"] = read_json(run_dir / "metrics.json").get("test_acc")
+        info["test_acc"] = read_json(run_dir / "metrics.json", "run metrics").get("test_acc")
     if (run_dir / "config.yaml").is_file():
-        try:
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{run_dir / 'config.yaml'} is not valid YAML: {exc}") from exc
+        cfg = read_yaml(run_dir / "config.yaml", "run config") or {}
         data = cfg.get("data") or {}
         info.setdefault("dataset", data.get("dataset"))
         info["seed"] = cfg.get("seed")

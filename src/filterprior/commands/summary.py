@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from filterprior.config import yaml_problem
     from filterprior.models.summary import format_summary
+    from filterprior.utils import yaml_problem
 
     options = {}
     for item in args.options:

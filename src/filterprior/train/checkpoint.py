@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
-from filterprior.utils import atomic_path, atomic_write_text
+from filterprior.utils import atomic_path, atomic_write_text, read_json
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -73,8 +73,8 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         raise UserError(f"weights file {path} does not exist (expected a run directory or a .safetensors file)")
     if not sidecar.is_file():
         raise UserError(f"weights metadata {sidecar} is missing (it is written beside the weights by filterprior train)")
+    meta = read_json(sidecar, "weights metadata")
     try:
-        meta = json.loads(sidecar.read_text())
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise UserError(f"could not read exported weights {path}: {exc}") from exc

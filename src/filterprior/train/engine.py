@@ -82,6 +82,9 @@ def _check_run_dir(run_dir: Path) -> None:
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
+    # Seeds torch's global RNG each epoch (dropout, the prior's sampling). The loader seeds its own
+    # generator (order, augmentation) with data.loader._epoch_seed, another formula. Both decide every
+    # recorded run, so neither may change, and they stay two: one formula for both would move every result.
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
 
