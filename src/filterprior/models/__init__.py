@@ -3,7 +3,15 @@
 Importing this package registers every model (the family modules register themselves on import).
 """
 
-from filterprior.models import airnet, filternet, mynet, resnet, resnet_scaled, simplecnn  # noqa: F401  (register)
+from filterprior.models import (  # noqa: F401  (register)
+    airnet,
+    filternet,
+    mynet,
+    resnet,
+    resnet_imagenet,
+    resnet_scaled,
+    simplecnn,
+)
 from filterprior.models.introspect import conv_layers, norms_after_convs, select_layers, unwrap
 from filterprior.models.registry import create_model, list_models, model_options, register_model
 from filterprior.models.summary import (
