@@ -9,6 +9,8 @@ and 4 GiB of files is far more than the small-data studies this toolkit is for.
 
 from __future__ import annotations
 
+# the bounds on data.image_size live with the config's validation (bottom layer); re-exported for reading and eval
+from filterprior.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, image_size_ok  # noqa: F401
 from filterprior.errors import UserError
 
 MiB = 1 << 20
@@ -16,18 +18,9 @@ MAX_IMAGE_FILE_BYTES = 64 * MiB  # one image file (in a folder or an archive)
 MAX_BATCH_FILE_BYTES = 256 * MiB  # one pickled batch of an official CIFAR archive (CIFAR-100 train: 155 MB)
 MAX_TOTAL_BYTES = 4096 * MiB  # all files read for one dataset together
 
-# data.image_size: images are resized to this square side; the decoded set is N * side^2 * 3 bytes, so a
-# side of 4096 makes 50 MB of every image (21 GB for a small test set): refused.
-MIN_IMAGE_SIZE = 8
-MAX_IMAGE_SIZE = 512
-
 
 def describe_bytes(n: int) -> str:
     return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
-
-
-def image_size_ok(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE
 
 
 def check_image_size(value: object, where: str = "image_size") -> int:
