@@ -3,7 +3,7 @@
 Importing this package registers every model (the family modules register themselves on import).
 """
 
-from filterprior.models import airnet, filternet, mynet, resnet, resnet_scaled, simplecnn  # noqa: F401  (register)
+from filterprior.models import airnet, filternet, mynet, resnet, resnet_scaled, simplecnn, wrn  # noqa: F401  (register)
 from filterprior.models.registry import create_model, list_models, model_options, register_model
 from filterprior.models.summary import (
     conv_layers,
