@@ -163,3 +163,41 @@ def test_every_operation_has_an_implementation():
     out = apply_ops(images, ops, torch.full((len(OPS), 1), 3.0))
     changed = [(out[i] != images[i]).any().item() for i in range(len(OPS))]
     assert changed == [name != "identity" for name in OPS]
+
+
+# ------------------------------------------------------------------------- in the tensor-resident loader
+
+
+def policy_loader(policy: str, seed: int = 0, **kwargs):
+    from filterprior.data import AugmentConfig, TensorLoader
+
+    images = natural_images(40, seed=2)
+    augment = AugmentConfig(crop_padding=2, flip=True, policy=policy, **kwargs)
+    return TensorLoader(images, np.arange(40) % 10, 16, shuffle=True, augment=augment, seed=seed,
+                        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def epoch_batches(loader, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    loader.set_epoch(epoch)
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_loader_policy_is_a_function_of_seed_and_epoch_and_keeps_order_crops_and_flips():
+    plain = epoch_batches(policy_loader("none"), 3)
+    strong = policy_loader("trivialaugment")
+    x3, y3 = epoch_batches(strong, 3)
+    assert torch.equal(y3, plain[1])  # the policy is drawn last: the order is the one without it
+    again = epoch_batches(policy_loader("trivialaugment"), 3)
+    assert torch.equal(x3, again[0])
+    assert not torch.equal(x3, epoch_batches(strong, 4)[0])
+    assert not torch.equal(x3, epoch_batches(policy_loader("trivialaugment", seed=1), 3)[0])
+    assert 0 <= x3.min() and x3.max() <= 1
+    # images whose drawn operation was the identity are exactly the cropped and flipped plain ones
+    same = (x3 == plain[0]).flatten(1).all(1)
+    assert 0 < same.sum() < len(same)
+
+
+def test_loader_rejects_a_bad_policy():
+    with pytest.raises(UserError, match="RandAugment magnitude m must be in 0..30, got 40"):
+        policy_loader("randaugment", randaugment_m=40)

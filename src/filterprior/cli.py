@@ -88,6 +88,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_augment_preview(args: argparse.Namespace) -> int:
+    import torch
+
+    from filterprior.config import validate_config
+    from filterprior.report.augment_preview import augment_preview
+    from filterprior.train.engine import prepare_data
+
+    cfg = config_from_args(args)
+    validate_config(cfg)
+    prep = prepare_data(cfg, torch.device("cpu"))
+    loader = prep.train_loader
+    out = augment_preview(loader.images.permute(0, 2, 3, 1), loader.labels, loader.augment, prep.mix, args.output,
+                          seed=cfg.seed, rows=args.rows, epochs=args.epochs_shown, classes=prep.classes)
+    print(f"augmentation preview written to {out}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from filterprior.train.evaluation_cli import evaluate_path
 
@@ -182,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("augment-preview", intermixed=True,
+                       help="picture of a recipe's augmentation: training images and what epochs make of them")
+    add_run_arguments(p)
+    p.add_argument("-o", "--output", default="augment_preview.png", help="PNG to write (default augment_preview.png)")
+    p.add_argument("--rows", type=int, default=8, help="training images shown, one a row (default 8)")
+    p.add_argument("--epochs-shown", type=int, default=7, help="augmented epochs shown beside each (default 7)")
+    p.set_defaults(func=cmd_augment_preview)
 
     p = sub.add_parser("eval", help="evaluate a run directory or exported weights on a test set")
     p.add_argument("path", help="run directory or weights.safetensors (with its .json beside it)")

@@ -28,9 +28,9 @@ from kornia.enhance import posterize as _posterize
 from kornia.enhance import sharpness as _sharpness
 from kornia.geometry.transform import warp_affine
 
+from filterprior.config import POLICIES
 from filterprior.errors import UserError
 
-POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")
 RANDAUGMENT_BINS = 31  # RandAugment's magnitude m is a bin in 0..30 (torchvision's num_magnitude_bins)
 
 # Every operation, by index. The geometric ones are warped together; the rest go one call per operation.

@@ -47,6 +47,7 @@ class Targets:
     labels: torch.Tensor
     partner: torch.Tensor | None = None
     lam: float = 1.0
+    kind: str = "none"  # none | mixup | cutmix
 
     def loss(self, logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         own = F.cross_entropy(logits, self.labels, label_smoothing=label_smoothing)
@@ -90,7 +91,7 @@ class BatchMixer:
             images, lam = cutmix(images, partner, lam, self.rng)
         else:
             images = lam * images + (1.0 - lam) * partner
-        return images, Targets(labels, labels.index_select(0, order), lam)
+        return images, Targets(labels, labels.index_select(0, order), lam, "cutmix" if use_cutmix else "mixup")
 
 
 def cutmix(images: torch.Tensor, partner: torch.Tensor, lam: float, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
