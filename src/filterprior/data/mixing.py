@@ -60,9 +60,6 @@ class Targets:
         """The label that counts for training accuracy: the one with the larger share."""
         return self.labels if self.partner is None or self.lam >= 0.5 else self.partner
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
 
 def _mix_seed(seed: int, epoch: int) -> int:
     return int.from_bytes(hashlib.sha256(f"mix:{seed}:{epoch}".encode()).digest()[:8], "little")

@@ -71,7 +71,8 @@ def augment_preview(
     epochs: int = 7,
     classes: Sequence[str] | None = None,
 ) -> Path:
-    """Write the picture (PNG) for N x H x W x 3 uint8 `images` and their `labels`; returns the path."""
+    """Write the picture (PNG) for N x H x W x 3 uint8 `images` (on any device) and their `labels`;
+    returns the path. The augmentation runs on the CPU."""
     images = torch.as_tensor(images)
     labels = np.asarray(torch.as_tensor(labels).cpu())
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8 or len(images) == 0:
@@ -79,7 +80,7 @@ def augment_preview(
     if rows < 1 or epochs < 1:
         raise UserError(f"augment preview needs 1 or more rows and epochs, got rows={rows}, epochs={epochs}")
     chosen = _pick(labels, min(rows, len(labels)), seed)
-    batch = images[torch.from_numpy(chosen)].cpu()
+    batch = images[torch.from_numpy(chosen).to(images.device)].cpu()  # only the shown images leave the device
     loader = TensorLoader(batch, torch.from_numpy(labels[chosen]), len(chosen), shuffle=False, augment=augment,
                           seed=seed, **PLAIN)
     mixer = BatchMixer(mix or MixConfig(), seed=seed)

@@ -122,7 +122,7 @@ def _save_augment_preview(prep: Prepared, cfg: TrainConfig, path: Path) -> None:
     from filterprior.report.augment_preview import augment_preview
 
     loader = prep.train_loader
-    augment_preview(loader.images.permute(0, 2, 3, 1).cpu(), loader.labels.cpu(), loader.augment, prep.mix, path,
+    augment_preview(loader.images.permute(0, 2, 3, 1), loader.labels, loader.augment, prep.mix, path,
                     seed=cfg.seed, classes=prep.classes)
 
 
