@@ -1,8 +1,8 @@
 """An exponential moving average of a model's weights, updated after every optimiser step.
 
 torch's AveragedModel keeps the copy; the update is its EMA rule (get_ema_multi_avg_fn) with the decay
-warmed up as TensorFlow's ExponentialMovingAverage does with num_updates: at update t the decay is
-min(decay, (1 + t) / (10 + t)). Small-data runs take few steps (100 images at batch 128 are one step an
+warmed up as TensorFlow's ExponentialMovingAverage does with num_updates: the first update copies the
+weights, and update t after it (t = 1, 2, ...) uses the decay min(decay, (1 + t) / (10 + t)). Small-data runs take few steps (100 images at batch 128 are one step an
 epoch), and a fixed 0.999 over 80 steps would leave the average ~92 % the random initialisation.
 
 BatchNorm's running statistics are averaged along with the weights (use_buffers=True, as timm's ModelEmaV2
