@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from filterprior.cli import main
+from filterprior.commands import main
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.data.loader import AugmentConfig
 from filterprior.data.mixing import MixConfig
-from filterprior.report.augment_preview import _pick, describe
+from filterprior.data.augment_preview import _pick, describe
 from filterprior.train import train
 from filterprior.train.checkpoint import load_checkpoint
 

@@ -18,7 +18,7 @@ import torch
 from filterprior.data.loader import AugmentConfig, TensorLoader
 from filterprior.data.mixing import BatchMixer, MixConfig
 from filterprior.errors import UserError
-from filterprior.report.figures import new_figure, save_figure
+from filterprior.figures.common import new_figure, save_figure
 
 PLAIN = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # the loader then yields pixel / 255
 GAP = 2  # pixels between images

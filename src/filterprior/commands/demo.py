@@ -9,17 +9,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from filterprior.config import apply_overrides, load_config
+from filterprior.config import apply_overrides, load_config, packaged_config
 from filterprior.errors import UserError
-from filterprior.priors.collect import packaged_config
 
 # The recipe of the small-data study and the prior that did best on the validation pool.
 DEMO_RECIPE = "small-data.yaml"
 BEST_METHOD = "transfer"
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="offline demo on the embedded mini CIFAR-10 set with the bundled bank")
+    p.add_argument("--out", default="demo_out", help="where runs, pictures and report.html go")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (quicker look)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    return run_demo(Path(args.out), epochs=args.epochs)
+
+
 def run_demo(out: Path, epochs: int | None = None) -> int:
-    from filterprior.priors.bank import default_bank_path, show_bank
+    from filterprior.banks.bank import default_bank_path, show_bank
     from filterprior.report.html import build_report
 
     if epochs is not None and epochs < 1:
