@@ -58,6 +58,13 @@ def finished_run(tmp_path_factory) -> Path:
     (["data.std=[0.2,0.2,0.2]"], "data.std is set without data.mean"),
     (["data.mean=[0.5,0.5]", "data.std=[0.2,0.2]"], "3 numbers each"),
     (["data.mean=[0.5,0.5,0.5]", "data.std=[0.2,0,0.2]"], "data.std must hold finite numbers above 0"),
+    (["data.policy=autoaugmnt"], "data.policy must be one of none, autoaugment, randaugment, trivialaugment"),
+    (["data.randaugment_m=31"], "data.randaugment_m must be in 0..30, got 31"),
+    (["data.randaugment_n=0"], "data.randaugment_n must be 1 or more"),
+    (["data.mixup=-0.2"], "data.mixup must be a finite number, 0 or more"),
+    (["data.cutmix=inf"], "data.cutmix must be a finite number, 0 or more"),
+    (["data.mix_prob=1.5"], "data.mix_prob must be in [0, 1]"),
+    (["ema=1"], "ema must be in [0, 1)"),
 ])
 def test_out_of_range_value_is_named_and_nothing_is_written(tmp_path, capsys, argv, says):
     run = tmp_path / "run"

@@ -60,3 +60,13 @@ def test_tta_on_pool_reads_back_the_runs_own_pool_accuracy(tmp_path):
     val_acc = json.loads((run / "metrics.json").read_text())["val_acc"]
     assert f"pool {100 * val_acc:.2f}% -> " in done.stdout  # without TTA: the number the run reported
     assert "gain of flip TTA" in done.stdout
+
+
+def test_augment_speed_times_every_policy_against_a_training_step(tmp_path):
+    out = tmp_path / "speed.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "augment_speed.py"), "--batch", "16", "--repeats", "2",
+                    "--model", "mynet-small", "--json", str(out)], check=True, capture_output=True, text=True)
+    rows = json.loads(out.read_text())["ms"]
+    for policy in ("autoaugment", "randaugment", "trivialaugment"):
+        assert rows[f"loader crop+flip+{policy}"] > 0
+    assert rows["mynet-small training step"] > 0 and rows["mixup"] > 0

@@ -29,6 +29,11 @@ EXPECTED_PARAMS = {
     "resnet18": 11_173_962,
     "resnet18-imagenet": 11_181_642,  # torchvision's resnet18 with a 10-class head
     "resnet-scaled": 4_435_082,
+    # Wide ResNets: the exact counts of the authors' architecture (tests/test_wrn.py derives them by hand);
+    # published: WRN-16-8 11.0 M, WRN-28-10 36.5 M
+    "wrn-16-4": 2_748_890,
+    "wrn-16-8": 10_961_370,
+    "wrn-28-10": 36_479_194,
 }
 
 

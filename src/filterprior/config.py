@@ -51,6 +51,14 @@ class DataConfig:
     cutout: int = 0  # side of the cutout square; 0 switches it off
     mean: list[float] | None = None  # None: measured on the training images
     std: list[float] | None = None
+    # strong augmentation, after crop and flip, before cutout: none | autoaugment (the CIFAR-10 policy) |
+    # randaugment | trivialaugment (TrivialAugmentWide); operations drawn per image
+    policy: str = "none"
+    randaugment_n: int = 2  # RandAugment: operations per image
+    randaugment_m: int = 9  # RandAugment: magnitude, 0..30
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha); 0: off
+    cutmix: float = 0.0  # CutMix's Beta(alpha, alpha); 0: off
+    mix_prob: float = 1.0  # chance a batch is mixed when mixup or cutmix is on (both on: half each)
 
 
 @dataclass
@@ -115,6 +123,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     tta: str = "none"  # test-time augmentation for validation and test: none | flip (mean of image and mirror)
     seed: int = 0  # model init, shuffling, augmentation, dropout
+    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and exported; 0: off
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch CPU threads; None or 0: torch's default
     channels_last: bool = False  # NHWC memory format for model and batches (faster oneDNN/cuDNN kernels)
@@ -268,9 +277,24 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
+# Keys added after runs were recorded. At their default they are left out of the hash, so a config
+# written before they existed hashes as it did then (the study and --resume compare these hashes).
+LATER_KEYS = ("data.policy", "data.randaugment_n", "data.randaugment_m", "data.mixup", "data.cutmix",
+              "data.mix_prob", "ema")
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """Short stable hash of the resolved config (used by the study to spot changed cells)."""
-    blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
+    data = config_to_dict(cfg)
+    defaults = config_to_dict(TrainConfig())
+    for key in LATER_KEYS:
+        *sections, name = key.split(".")
+        node, default = data, defaults
+        for section in sections:
+            node, default = node[section], default[section]
+        if node[name] == default[name]:
+            del node[name]
+    blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -296,6 +320,7 @@ def _betas(v: list[float]) -> bool:
 
 
 TTA_MODES = ("none", "flip")
+POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")  # data.policy
 
 # (dotted key, test, what is expected)
 _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -311,6 +336,13 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.image_size", image_size_ok, f"from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}"),
     ("data.crop_padding", lambda v: v >= 0, "0 or more (0: off)"),
     ("data.cutout", lambda v: v >= 0, "0 or more (0: off)"),
+    ("data.policy", lambda v: v in POLICIES, f"one of {', '.join(POLICIES)}"),
+    ("data.randaugment_n", lambda v: v >= 1, "1 or more"),
+    ("data.randaugment_m", lambda v: 0 <= v <= 30, "in 0..30"),
+    ("data.mixup", _finite_from_0, "a finite number, 0 or more (0: off)"),
+    ("data.cutmix", _finite_from_0, "a finite number, 0 or more (0: off)"),
+    ("data.mix_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("ema", _fraction, "in [0, 1) (0: off)"),
     ("optim.lr", _finite_above_0, "a finite number above 0"),
     ("optim.momentum", _fraction, "in [0, 1)"),
     ("optim.betas", _betas, "two numbers, each in [0, 1)"),

@@ -2,8 +2,13 @@
 
 No worker processes and no per-image Python: a batch is an index into the resident tensor, then crop,
 flip and cutout are tensor operations on the batch. All randomness of an epoch (order, crop offsets,
-flips, cutout positions) is drawn up front from a CPU torch.Generator seeded by (seed, epoch), so an
-epoch is the same on every device and a resumed run replays it exactly.
+flips, cutout positions, a policy's operations) is drawn up front from a CPU torch.Generator seeded by
+(seed, epoch), so an epoch is the same on every device and a resumed run replays it exactly.
+
+Order: crop and flip on the uint8 images, then a strong policy (data/augment.py) on floats in [0, 1],
+then cutout, then normalisation -- the order of the AutoAugment and TrivialAugment papers' CIFAR
+recipes. The policy is drawn after everything else, so switching it on leaves order, crops and flips
+as they were.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ class AugmentConfig:
     crop_padding: int = 4  # random crop of the image zero-padded by this many pixels; 0: no crop
     flip: bool = True  # random horizontal flip with probability 1/2
     cutout: int = 0  # side of a square set to zero (black), placed wholly inside the image; 0: none
+    policy: str = "none"  # none | autoaugment | randaugment | trivialaugment (data/augment.py)
+    randaugment_n: int = 2
+    randaugment_m: int = 9
+
+    @property
+    def on(self) -> bool:
+        """Whether any augmentation is switched on."""
+        return self.crop_padding > 0 or self.flip or self.cutout > 0 or self.policy != "none"
 
 
 def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -111,7 +124,12 @@ class TensorLoader:
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -mean_t / std_t
         height, width = self.images.shape[2:]
+        self.policy = None
         if augment is not None:
+            if augment.policy != "none":
+                from filterprior.data.augment import Policy  # imports kornia: only when a policy is on
+
+                self.policy = Policy(augment.policy, augment.randaugment_n, augment.randaugment_m)
             if augment.crop_padding < 0:
                 raise UserError(f"crop_padding must be 0 or more, got {augment.crop_padding}")
             if not 0 <= augment.cutout <= min(height, width):
@@ -140,7 +158,10 @@ class TensorLoader:
             top = torch.randint(0, height - aug.cutout + 1, (n,), generator=gen)
             left = torch.randint(0, width - aug.cutout + 1, (n,), generator=gen)
             draws["cutout"] = torch.stack([top, left], dim=1)
-        return {k: v.to(self.device) for k, v in draws.items()}
+        draws = {k: v.to(self.device) for k, v in draws.items()}
+        if self.policy is not None:  # stays on the CPU: it groups images by operation
+            draws["policy_ops"], draws["policy_mags"] = self.policy.draw(n, gen, height, width)
+        return draws
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         draws = self._draws(len(self.labels))
@@ -152,6 +173,8 @@ class TensorLoader:
                 x = random_crop(x, draws["offsets"][pos], self.augment.crop_padding)
             if "flip" in draws:
                 x = torch.where(draws["flip"][pos].view(-1, 1, 1, 1), x.flip(3), x)
+            if self.policy is not None:  # floats in [0, 1] from here on
+                x = self.policy.apply(x.float() / 255, draws["policy_ops"][pos], draws["policy_mags"][pos]) * 255
             if "cutout" in draws:
                 x = cutout(x, draws["cutout"][pos], self.augment.cutout)
             yield x.float() * self._scale + self._shift, self.labels[idx]

@@ -18,6 +18,7 @@ from filterprior.data.datasets import load_data
 from filterprior.data.image_data import ImageData
 from filterprior.data.loader import AugmentConfig, TensorLoader, channel_stats
 from filterprior.data.locate import CANDIDATES
+from filterprior.data.mixing import MixConfig
 from filterprior.data.splits import default_val_per_class, make_split
 
 
@@ -39,6 +40,7 @@ class Prepared:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     images_per_class: int | None
+    mix: Any = None  # MixConfig: mixup / CutMix, applied per batch by the engine
 
 
 def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
@@ -53,7 +55,9 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
         mean, std = tuple(d.mean), tuple(d.std)
     else:  # measured on the images this run trains on: all a small-data user has
         mean, std = channel_stats(train_x)
-    augment = AugmentConfig(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
+    augment = AugmentConfig(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout, policy=d.policy,
+                            randaugment_n=d.randaugment_n, randaugment_m=d.randaugment_m)
+    mix = MixConfig(mixup=d.mixup, cutmix=d.cutmix, prob=d.mix_prob)
     # A last batch of one image breaks BatchNorm in training mode: drop it in that case only.
     drop_last = len(train_y) % cfg.batch_size == 1
     common = dict(mean=mean, std=std, device=device)
@@ -69,7 +73,8 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
     test_loader = TensorLoader(
         data.test_images, data.test_labels, cfg.eval_batch_size, shuffle=False, augment=None, **common
     )
-    return Prepared(data, list(data.classes), train_loader, val_loader, test_loader, mean, std, d.images_per_class)
+    return Prepared(data, list(data.classes), train_loader, val_loader, test_loader, mean, std, d.images_per_class,
+                    mix)
 
 
 def with_absolute_data_paths(cfg: TrainConfig) -> TrainConfig:

@@ -11,6 +11,7 @@ from filterprior.models import (  # noqa: F401  (register)
     resnet_imagenet,
     resnet_scaled,
     simplecnn,
+    wrn,
 )
 from filterprior.models.introspect import conv_layers, norms_after_convs, select_layers, unwrap
 from filterprior.models.registry import create_model, list_models, model_options, register_model

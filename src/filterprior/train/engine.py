@@ -2,8 +2,10 @@
 
 The loop asks the prior (a loss term) for its named losses each step and lets it do its own update
 afterwards; it knows nothing about discriminators. Each epoch's randomness (order, augmentation,
-dropout, the prior's sampling) is seeded from (seed, epoch), so a run resumed from its last checkpoint
-ends exactly where an uninterrupted run would.
+mixing, dropout, the prior's sampling) is seeded from (seed, epoch), so a run resumed from its last
+checkpoint ends exactly where an uninterrupted run would. With mixup or CutMix the loss weighs both
+labels and training accuracy counts the dominant one; with `ema` on, the weight average is what is
+validated, tested and exported (the checkpoint keeps both).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -65,6 +66,16 @@ def _save_filter_picture(model, path: Path, title: str) -> None:
     plot_filter_grid(kernels, path, title=title)
 
 
+def _save_augment_preview(prep: Prepared, cfg: TrainConfig, path: Path) -> None:
+    """What this recipe's augmentation does to some of the run's own training images (its own draws;
+    the run's generators are untouched)."""
+    from filterprior.data.augment_preview import augment_preview
+
+    loader = prep.train_loader
+    augment_preview(loader.images.permute(0, 2, 3, 1), loader.labels, loader.augment, prep.mix, path,
+                    seed=cfg.seed, classes=prep.classes)
+
+
 def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, run_dir: Path) -> None:
     for name, value in losses.items():
         if not torch.isfinite(value).all():
@@ -103,7 +114,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
           on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> dict[str, Any]:
     """Train one run; write the run directory; return the final metrics (also in metrics.json).
 
-    `on_epoch_end(epoch, model)`, if given, is called after each epoch's checkpoint (epoch counts from 1),
+    `on_epoch_end(epoch, model)`, if given, is called after each epoch's checkpoint (epoch counts from 1)
+    with the model the run evaluates (the weight average when `ema` is on),
     for diagnostics that are no part of a run, such as benchmarks/seed_reproductions.py's
     `--test-every-epoch`. Training sets the model back to training mode and reseeds before each epoch,
     so a callback that only evaluates leaves the run's results unchanged.
@@ -131,6 +143,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     from filterprior.priors import create_prior
 
     prior = create_prior(cfg.prior, model, device)
+    from filterprior.data.mixing import BatchMixer
+    from filterprior.train.ema import WeightEMA
+
+    mixer = BatchMixer(prep.mix, seed=cfg.seed)
+    ema = WeightEMA(unwrap(model), cfg.ema) if cfg.ema > 0 else None
+    evaluated = ema.model if ema is not None else model  # what is validated, tested and exported
     optimizer = build_optimizer(model, cfg.optim)
     steps_per_epoch = len(prep.train_loader)
     if steps_per_epoch == 0:
@@ -149,6 +167,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         scheduler.load_state_dict(state["scheduler"])
         if prior is not None and state.get("prior") is not None:
             prior.load_state_dict(state["prior"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
         history = state["history"]
         say(f"resuming {run_dir} from epoch {start_epoch}")
@@ -158,6 +178,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         atomic_write_text(run_dir / "env.json", json.dumps(environment_info(device, cfg), indent=2))
         if cfg.filter_pictures:
             _save_filter_picture(model, run_dir / "filters_start.png", "first conv layer, start")
+        if prep.train_loader.augment.on or prep.mix.on:
+            _save_augment_preview(prep, cfg, run_dir / "augment_preview.png")
 
     say(f"{cfg.model.name} on {prep.data.name}: {_image_counts(prep)}, {num_classes} classes, "
         f"{steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
@@ -167,16 +189,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             started = time.perf_counter()
             torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
             prep.train_loader.set_epoch(epoch)
+            mixer.set_epoch(epoch)
             model.train()
             sums: dict[str, float] = {}
             correct, seen = 0, 0
             bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                        disable=None if (cfg.progress and not quiet) else True)
             for i, (images, labels) in enumerate(bar):
+                images, targets = mixer(images, labels)
                 if cfg.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 logits = model(images)
-                losses = {"train_loss": F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)}
+                losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
                 if prior is not None:
                     losses.update(prior.losses(model, epoch + i / steps_per_epoch))
                 _check_finite(losses, step, epoch, run_dir)
@@ -185,13 +209,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 total.backward()
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 logged = {k: v.item() for k, v in losses.items()}
                 if prior is not None:
                     logged.update(prior.after_step(model))
                 for key, value in logged.items():
                     sums[key] = sums.get(key, 0.0) + value * len(labels)
-                correct += (logits.argmax(1) == labels).sum().item()
+                correct += (logits.argmax(1) == targets.dominant()).sum().item()  # mixed: the larger share
                 seen += len(labels)
             elapsed += time.perf_counter() - started
             row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
@@ -200,7 +226,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             row["train_acc"] = correct / seen
             last = epoch + 1 == cfg.epochs
             if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
-                val = evaluate(model, prep.val_loader, num_classes, cfg.tta)
+                val = evaluate(evaluated, prep.val_loader, num_classes, cfg.tta)
                 row["val_loss"], row["val_acc"] = val.loss, val.acc
             history.append(row)
             write_metrics_csv(history, run_dir / "metrics.csv")
@@ -210,16 +236,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 save_checkpoint(
                     {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "prior": prior.state_dict() if prior else None,
+                     "ema": ema.state_dict() if ema is not None else None,
                      "epoch": epoch + 1, "step": step, "elapsed_s": elapsed, "history": history,
                      "config_hash": config_hash(cfg)},
                     checkpoint_path,
                 )
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, model)
+                on_epoch_end(epoch + 1, evaluated)
     finally:
         tb.close()
 
-    return finish_run(cfg, run_dir, model, prep, history, step, elapsed, say)
+    return finish_run(cfg, run_dir, evaluated, prep, history, step, elapsed, say)
 
 
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
