@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -84,7 +85,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.model.name}-{Path(cfg.data.dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.resume and (out / "metrics.json").exists():
         raise UserError(f"run directory {out} already holds a finished run; choose another --out")
-    train(cfg, out, resume=args.resume, quiet=args.quiet)
+    args.resume_command = shlex.join(["filterprior", "train", "--out", str(out), "--resume"])
+    metrics = train(cfg, out, resume=args.resume, quiet=args.quiet)
+    if args.quiet and isinstance(metrics, dict):  # --quiet hides the progress, not the result
+        acc = metrics.get("test_acc")
+        print(f"test accuracy {100 * acc:.2f}%; run dir {out}" if acc is not None else f"run dir {out}")
     return 0
 
 
@@ -164,7 +169,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from filterprior.demo import run_demo
 
-    return run_demo(Path(args.out), epochs=args.epochs)
+    args.resume_command = shlex.join(args.command_line)  # the demo resumes like a study: the same command
+    return run_demo(Path(args.out), epochs=args.epochs, overwrite=args.overwrite)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="offline demo on the embedded mini CIFAR-10 set with the bundled bank")
     p.add_argument("--out", default="demo_out", help="where runs, pictures and report.html go")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (quicker look)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished demo in --out that was run with other settings (e.g. other --epochs)")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -240,13 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = ["filterprior", *(sys.argv[1:] if argv is None else argv)]
     try:
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resume = getattr(args, "resume_command", None)
+        print("interrupted" + (f"; to resume: {resume}" if resume else ""), file=sys.stderr)
         return 130
 
 

@@ -314,9 +314,9 @@ def mixed_recipes_note(summary: Sequence[SummaryRow]) -> str | None:
         return None
     listed = "; ".join(f"{method} at {size} images per class" for size, method in split)
     return (
-        f"Runs of different configs are never averaged: {listed} has runs of more than one config, shown as "
-        "one row each with its recipe hash (cell.json and results.csv hold it; the configs are in each run's "
-        "config.yaml). A gain is left out where the baseline itself has several configs. Rerun the changed "
+        f"Runs of different configs are never averaged. Runs of more than one config, shown as one row per "
+        f"config with its recipe hash (in cell.json and results.csv; each run's config.yaml has the config): "
+        f"{listed}. A gain is left out where the baseline itself has several configs. Rerun the changed "
         "cells with --overwrite to bring them to one config."
     )
 
