@@ -104,7 +104,7 @@ def test_runs_of_different_configs_are_shown_apart_never_averaged(tmp_path):
     assert gaussian[0].test_mean == pytest.approx(np.mean([0.45, 0.44, 0.50]))
     assert gaussian[1].gain.mean == pytest.approx((-0.01 + 0.05) / 2)  # paired over splits 3, 4 only
     text = summary_markdown(mixed)
-    assert "Runs of different configs are never averaged: gaussian at 10 images per class" in text
+    assert "Runs of different configs are never averaged." in text and "config): gaussian at 10 images per class." in text
     # A baseline with two configs: no gain at all rather than one over a mix.
     two_baselines = rows("none", BASE[:2], recipe="x") + rows("none", BASE[2:], seeds=[2, 3, 4], recipe="y") \
         + rows("gaussian", METHOD)
