@@ -324,6 +324,22 @@ def test_an_interrupted_study_says_the_command_that_resumes_it(tmp_path, capsys,
     assert err.strip() == "interrupted; to resume: filterprior " + " ".join(argv)
 
 
+def test_train_quiet_still_prints_the_final_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "mini", "--images-per-class", "2", "--epochs", "1", "--out", str(out), "--quiet",
+                 "threads=1", "filter_pictures=false"]) == 0
+    acc = json.loads((out / "metrics.json").read_text())["test_acc"]
+    assert capsys.readouterr().out.strip() == f"test accuracy {100 * acc:.2f}%; run dir {out}"
+
+
+def test_an_interrupted_train_says_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):
+    import filterprior.train as train_package
+
+    monkeypatch.setattr(train_package, "train", interrupted_train)
+    assert main(["train", "--data", "mini", "--epochs", "1", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip() == f"interrupted; to resume: filterprior train --out {tmp_path / 'run'} --resume"
+
+
 def test_shards_are_numbered_from_zero_in_help_and_errors(capsys):
     from filterprior.cli import build_parser
 
