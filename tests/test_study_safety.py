@@ -310,6 +310,11 @@ def test_the_command_line_epochs_beat_a_methods_file_epochs_with_a_note(tmp_path
     printed = capsys.readouterr().out
     assert "note:" not in printed and "long n=2" not in printed  # --quiet: no line per cell ...
     assert "| long | 1 |" in printed  # ... but the summary table all the same
+    args = add_study_arguments(argparse.ArgumentParser()).parse_args(
+        ["--out", str(tmp_path / "u"), "--sizes", "2", "--split-seeds", "0", "--methods-file", str(methods),
+         "--workers", "1", "--quiet", "--epochs", "5"])
+    assert study_main(args, train_fn=fake_train) == 0
+    assert "note: method long sets epochs" in capsys.readouterr().out  # a note is shown even with --quiet
 
 
 def test_an_interrupted_study_says_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):

@@ -345,10 +345,11 @@ def run_study(
 
     bar = tqdm(total=len(jobs), desc="study", unit="cell", disable=not (progress and sys.stdout.isatty()))
     log = tqdm.write if progress else (lambda _message: None)
-    for note in _precedence_notes(chosen, command_line_keys):
-        log(note)
+    note = tqdm.write  # notes about the input are shown even without progress (--quiet): nothing silently ignored
+    for line in _precedence_notes(chosen, command_line_keys):
+        note(line)
     if workers_per_device is not None and gpus == 0:
-        log("note: no CUDA GPU is visible, so --workers-per-device changes nothing here")
+        note("note: no CUDA GPU is visible, so --workers-per-device changes nothing here")
     devices = worker_devices(workers, gpus) if workers > 1 else []
     shard_note = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
     replaced = sum(states[cell] == CHANGED for cell in todo)
@@ -389,7 +390,7 @@ def run_study(
     results_csv = _write_tables(out_dir, expected, method_order)
     _write_plot(results_csv, out_dir, log)
     if elsewhere:
-        log(f"note: {len(elsewhere)} cell(s) were running in another study process and are not in the tables "
+        note(f"note: {len(elsewhere)} cell(s) were running in another study process and are not in the tables "
             f"yet ({_labels(elsewhere)}); that process adds them when they finish")
     if failures:
         raise StudyFailed(failures, results_csv)
