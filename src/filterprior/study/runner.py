@@ -17,14 +17,11 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -41,14 +38,14 @@ from filterprior.study.grid import (
     recipe_hash,
     shard_cells,
 )
+from filterprior.study.cell_job import CHANGED, FINISHED, Job, Outcome, TrainFn, cell_state, run_job
 from filterprior.study.changes import CellsChanged, ChangedCell, config_differences, read_record
-from filterprior.study.locks import CELL_LOCK_FILE, cell_lock, locked_elsewhere, tables_lock
-from filterprior.study.workers import init_worker, pin_device, visible_gpus, worker_devices, workers_for
+from filterprior.study.locks import locked_elsewhere, tables_lock
+from filterprior.study.workers import init_worker, visible_gpus, worker_devices, workers_for
 from filterprior.study.methods import load_methods, select_methods
 from filterprior.study.preflight import check_configs
 from filterprior.study.tables import (
     CELL_FILE,
-    METRICS_FILE,
     ResultRow,
     collect_results,
     read_finished_cell,
@@ -57,12 +54,9 @@ from filterprior.study.tables import (
 )
 from filterprior.utils import atomic_write_text
 
-TrainFn = Callable[..., dict]  # train(cfg, run_dir, resume=False, quiet=False) -> metrics dict
-
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
 PLOT_FILE = "accuracy.png"
-ERROR_FILE = "error.txt"
 
 
 class StudyFailed(Exception):
@@ -97,110 +91,18 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
-@dataclass(frozen=True)
-class _Job:
-    """What a worker process needs to run one cell (picklable for the 'spawn' start method)."""
-
-    label: str
-    cfg: TrainConfig
-    run_dir: Path
-    cell_record: dict
-    train_fn: TrainFn | None
-    replace: bool = False  # the cell holds a finished run of another config that the user asked to replace
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """How a cell went: 'done', 'failed' (error says why and where the traceback is), 'busy' (another
-    process holds its lock) or 'finished' (another process finished it since the study started)."""
-
-    status: str
-    error: str | None = None
-
-
-FINISHED, CHANGED, UNFINISHED = "finished", "changed", "unfinished"
-TRACEBACK_TAIL_LINES = 6  # in the message itself when error.txt cannot be written
-
-
-def cell_state(run_dir: Path, expected_hash: str) -> str:
-    """FINISHED (metrics.json and a cell.json of this config), CHANGED (metrics.json, but cell.json
-    missing, unreadable or of another config) or UNFINISHED (no metrics.json: never run, interrupted
-    or failed; redoing it loses nothing)."""
-    if not (run_dir / METRICS_FILE).is_file():
-        return UNFINISHED
-    record = read_record(run_dir / CELL_FILE)
-    return FINISHED if record is not None and record.get("config_hash") == expected_hash else CHANGED
-
-
-def _run_job(job: _Job) -> _Outcome:
-    """Train one cell from an empty directory, holding its lock."""
-    lock = cell_lock(job.run_dir)
-    try:
-        if not lock.acquire():
-            return _Outcome("busy")
-    except OSError as exc:
-        return _Outcome("failed", f"cannot lock {job.run_dir / CELL_LOCK_FILE}: {exc}")
-    try:
-        state = cell_state(job.run_dir, job.cell_record["config_hash"])
-        if state == FINISHED:  # another study process finished it after this one looked
-            return _Outcome("finished")
-        if state == CHANGED and not job.replace:
-            return _Outcome("failed", f"{job.run_dir} was finished meanwhile by another process with another "
-                                      "config; it is left as it is (rerun with --overwrite to replace it)")
-        _clear(job.run_dir)  # clean redo: no files from an interrupted or replaced run survive
-        atomic_write_text(job.run_dir / CELL_FILE, json.dumps(job.cell_record, indent=2) + "\n")
-        train_fn = job.train_fn
-        if train_fn is None:
-            from filterprior.train.engine import train as train_fn
-        cfg = dataclasses.replace(job.cfg, device=pin_device(job.cfg.device))
-        train_fn(cfg, job.run_dir, resume=False, quiet=True)
-        if not (job.run_dir / METRICS_FILE).is_file():
-            raise RuntimeError(f"training returned without writing {job.run_dir / METRICS_FILE}")
-        return _Outcome("done")
-    except Exception as exc:
-        return _Outcome("failed", _record_failure(job.run_dir, exc))
-    finally:
-        lock.release()
-
-
-def _clear(run_dir: Path) -> None:
-    """Empty the cell's directory, all but its lock file (another process may be waiting on that inode)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for entry in run_dir.iterdir():
-        if entry.name == CELL_LOCK_FILE:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def _record_failure(run_dir: Path, exc: Exception) -> str:
-    """The error line for the report; the traceback goes to error.txt, or, where that cannot be written
-    (disk full, no permission), its last lines go into the message itself."""
-    message = f"{type(exc).__name__}: {exc}"
-    details = traceback.format_exc()
-    try:
-        atomic_write_text(run_dir / ERROR_FILE, details)
-    except Exception as write_error:  # noqa: BLE001 - best effort: the message must still get out
-        tail = "\n".join(details.rstrip().splitlines()[-TRACEBACK_TAIL_LINES:])
-        return (f"{message} (could not write {run_dir / ERROR_FILE}: {type(write_error).__name__}: "
-                f"{write_error}; the traceback ends:\n{tail})")
-    return f"{message} (traceback in {run_dir / ERROR_FILE})"
-
-
-def _run_serially(jobs: Sequence[_Job]) -> Iterator[tuple[_Job, _Outcome]]:
+def _run_serially(jobs: Sequence[Job]) -> Iterator[tuple[Job, Outcome]]:
     for job in jobs:
-        yield job, _run_job(job)
+        yield job, run_job(job)
 
 
 HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly in workers
 
 
 def _run_in_pool(
-    jobs: Sequence[_Job], workers: int, log: Callable[[str], None] = lambda _m: None,
+    jobs: Sequence[Job], workers: int, log: Callable[[str], None] = lambda _m: None,
     devices: Sequence[str | None] = (),
-) -> Iterator[tuple[_Job, _Outcome]]:
+) -> Iterator[tuple[Job, Outcome]]:
     # 'spawn': fresh interpreters, safe with torch threads and CUDA (fork is not).
     context = multiprocessing.get_context("spawn")
     device_queue = context.Queue()
@@ -209,7 +111,7 @@ def _run_in_pool(
     started, started_wall = time.monotonic(), time.time()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
                              initargs=(os.getpid(), device_queue)) as pool:
-        futures: dict[Future, _Job] = {pool.submit(_run_job, job): job for job in jobs}
+        futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
         pending = set(futures)
         try:
             while pending:
@@ -226,7 +128,7 @@ def _run_in_pool(
                     try:
                         outcome = future.result()
                     except Exception as exc:  # the worker process died (e.g. out of memory)
-                        outcome = _Outcome("failed", f"worker process failed: {type(exc).__name__}: {exc}")
+                        outcome = Outcome("failed", f"worker process failed: {type(exc).__name__}: {exc}")
                     yield futures[future], outcome
         except BaseException:
             # Interrupted (Ctrl-C, SIGTERM): stop the workers' cells now rather than wait for them.
@@ -236,14 +138,14 @@ def _run_in_pool(
             raise
 
 
-def _started_since(job: _Job, wall_time: float) -> bool:
+def _started_since(job: Job, wall_time: float) -> bool:
     try:
         return (job.run_dir / CELL_FILE).stat().st_mtime >= wall_time
     except OSError:
         return False
 
 
-def _epochs_done(job: _Job) -> int:
+def _epochs_done(job: Job) -> int:
     """Epochs the cell has logged so far (metrics.csv: a header, then one row per epoch)."""
     try:
         with open(job.run_dir / "metrics.csv", "rb") as handle:
@@ -467,7 +369,7 @@ def _sigterm_as_interrupt():
 def _make_job(
     out_dir: Path, cell: Cell, cfg: TrainConfig, hash_: str, threads: int, train_fn: TrainFn | None,
     replace: bool = False,
-) -> _Job:
+) -> Job:
     run_cfg = dataclasses.replace(cfg, threads=threads, progress=False)
     record = {
         "method": cell.method.name,
@@ -478,4 +380,4 @@ def _make_job(
         "overrides": list(cell.method.overrides),
         "config": config_to_dict(cfg),
     }
-    return _Job(cell.label, run_cfg, out_dir / cell.rel_dir, record, train_fn, replace)
+    return Job(cell.label, run_cfg, out_dir / cell.rel_dir, record, train_fn, replace)
