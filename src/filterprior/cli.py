@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(p)
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars (the final test accuracy is still printed)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run directory or exported weights on a test set")
