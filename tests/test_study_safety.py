@@ -137,6 +137,20 @@ def test_tables_never_average_runs_of_different_configs(tmp_path, methods_file):
     assert sorted(line.split(" | ")[1] for line in labelled) == ["1", "2"]  # n: 1 run at 15, 2 at 16 epochs
 
 
+def test_cells_recorded_before_recipe_hashes_existed_still_average_with_new_ones(tmp_path, methods_file):
+    out = tmp_path / "study"
+    study(out, methods_file, split_seeds=[0])
+    for cell_file in out.glob("*/n2/split0/cell.json"):  # as an older filterprior wrote them
+        record = json.loads(cell_file.read_text())
+        del record["recipe_hash"]
+        cell_file.write_text(json.dumps(record))
+    study(out, methods_file, split_seeds=[0, 1])  # same config: split 0 kept, split 1 added
+    assert [c[0] for c in calls(out)[2:]] == ["none/n2/split1", "l2/n2/split1"]
+    rows = read_results_csv(out / "results.csv")
+    assert len({r.recipe_hash for r in rows if r.method == "none"}) == 1
+    assert "| none | 2 |" in (out / "summary.md").read_text()
+
+
 def test_demo_with_other_epochs_refuses_to_replace_a_finished_demo(tmp_path, capsys):
     from filterprior.demo import BEST_METHOD, demo_config
 
