@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from filterprior.config import apply_overrides, load_config
-from filterprior.priors.collect import packaged_config
+from filterprior.config import apply_overrides, load_config, packaged_config
 from filterprior.study.runner import available_cpus, run_study
 
 

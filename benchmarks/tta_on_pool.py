@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from filterprior.config import TTA_MODES, load_config
-from filterprior.train.engine import prepare_data
+from filterprior.data.pipeline import prepare_data
 from filterprior.train.evaluate import evaluate
-from filterprior.train.evaluation_cli import load_exported_model
+from filterprior.train.exported import load_exported_model
 
 
 def pool_accuracies(run_dir: Path) -> dict[str, float]:

@@ -18,8 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from filterprior.config import apply_overrides, load_config
-from filterprior.priors.collect import packaged_config
+from filterprior.config import apply_overrides, load_config, packaged_config
 from filterprior.train import train
 
 RESULTS = Path(__file__).parent / "results" / "tuning.csv"

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from filterprior.cli import build_parser, main
-from filterprior.config import TrainConfig, apply_overrides, validate_config, with_absolute_data_paths
+from filterprior.commands import build_parser, main
+from filterprior.config import TrainConfig, apply_overrides, validate_config
+from filterprior.data.pipeline import with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.utils import atomic_write_text
 
@@ -215,4 +216,4 @@ def test_eval_of_a_run_with_a_broken_config_names_it(finished_run, tmp_path, cap
     shutil.copytree(finished_run, run)
     (run / "config.yaml").write_text("data: [unclosed\n")
     err = fails(capsys, "eval", str(run))
-    assert f"run config {run / 'config.yaml'} could not be read" in err
+    assert f"run config {run / 'config.yaml'} is not valid YAML" in err

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from filterprior.errors import UserError
-from filterprior.priors.bank import (
+from filterprior.banks.bank import (
     FilterBank,
     bank_sidecar_path,
     default_bank_path,
@@ -20,7 +20,7 @@ from filterprior.priors.bank import (
     save_bank,
     show_bank,
 )
-from filterprior.priors.bank_build import bank_from_state_dicts, collect_bank
+from filterprior.banks.build import bank_from_state_dicts, collect_bank
 
 torch.set_num_threads(1)
 
@@ -170,7 +170,7 @@ def test_collect_bank_refuses_bad_sources(tmp_path):
 
 
 def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_path, capsys):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     net = small_net(0)
     net(torch.zeros(1, 3, 12, 12))
@@ -195,7 +195,7 @@ def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_pa
 
 
 def test_collect_needs_at_least_one_source_to_train(tmp_path, capsys):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     assert main(["collect", "-o", str(tmp_path / "x.safetensors"), "--num-sources", "-1",
                  "--work-dir", str(tmp_path / "w"), "--data", "mini"]) == 2
@@ -211,7 +211,7 @@ def test_default_bank_path_is_none_without_a_bundled_bank():
 def test_bundled_network_bank_rebuilds_filternet_s2():
     from filterprior.config import PriorConfig
     from filterprior.models import create_model
-    from filterprior.priors import apply_init_from_bank
+    from filterprior.banks import apply_init_from_bank
 
     path = default_bank_path("filternet-s2", networks=True)
     assert path is not None and path.stat().st_size < 10_000_000
@@ -224,7 +224,7 @@ def test_bundled_network_bank_rebuilds_filternet_s2():
 
 
 def test_show_bank_draws_a_picture(tmp_path):
-    pytest.importorskip("filterprior.report.filters")
+    pytest.importorskip("filterprior.figures.filters")
     path = save_bank(random_bank(), tmp_path / "bank.safetensors")
     text = show_bank(path, tmp_path / "bank.png", count=16)
     assert (tmp_path / "bank.png").stat().st_size > 0
@@ -232,7 +232,7 @@ def test_show_bank_draws_a_picture(tmp_path):
 
 
 def test_show_bank_draws_each_kernel_once_when_the_layer_holds_fewer_than_asked(tmp_path, monkeypatch):
-    from filterprior.report import filters
+    from filterprior.figures import filters
 
     drawn = []
     monkeypatch.setattr(filters, "plot_filter_grid", lambda kernels, *a, **k: drawn.append(kernels))
@@ -245,8 +245,8 @@ def test_show_bank_draws_each_kernel_once_when_the_layer_holds_fewer_than_asked(
 
 def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_network(tmp_path):
     from filterprior.models import create_model
-    from filterprior.priors import init_from_bank
-    from filterprior.priors.freeze import FrozenBatchNorm2d
+    from filterprior.banks import init_from_bank
+    from filterprior.banks.freeze import FrozenBatchNorm2d
 
     nets = []
     for seed in (0, 1):
@@ -285,7 +285,7 @@ def test_collected_bank_keeps_each_networks_batchnorm_and_rebuilds_a_frozen_netw
 
 
 def test_bank_show_writes_its_picture_to_the_current_directory(tmp_path, capsys, monkeypatch):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     bundled = default_bank_path("filternet-s2")
     monkeypatch.chdir(tmp_path)

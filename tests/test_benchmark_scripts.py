@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from filterprior.cli import main
+from filterprior.commands import main
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -24,6 +24,23 @@ def test_seed_reproduction_with_per_epoch_test_diagnostic(tmp_path):
     assert row["recipe"] == "simplecnn-fast" and row["epochs"] == "2"
     assert [e["epoch"] for e in epochs] == ["1", "2"]
     assert epochs[-1]["test_acc"] == row["test_acc"]  # the last epoch's reading is the run's one test
+    times = list(csv.DictReader((Path(row["run_dir"]) / "epoch_times.csv").open()))
+    assert [t["epoch"] for t in times] == ["1", "2"]
+    assert all(float(t["cpu_s"]) > 0 and float(t["wall_s"]) > 0 for t in times)
+
+
+def test_seed_reproduction_of_resnet18_imagenet_runs_on_mini(tmp_path):
+    results = tmp_path / "rows.csv"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "seed_reproductions.py"), "--recipes",
+                           "resnet18-imagenet-seed", "--epochs", "1", "--runs", str(tmp_path / "runs"),
+                           "--results", str(results), "data.dataset=mini", "threads=1"],
+                          check=True, capture_output=True, text=True)
+    [row] = list(csv.DictReader(results.open()))
+    assert row["recipe"] == "resnet18-imagenet-seed" and row["seed_acc"] == "0.7100"
+    assert 0.0 <= float(row["test_acc"]) <= 1.0
+    config = (Path(row["run_dir"]) / "config.yaml").read_text()
+    assert "name: resnet18-imagenet" in config and "schedule: step" in config
+    assert "epoch 1:" in done.stdout and "s CPU" in done.stdout
 
 
 def test_seed_reproduction_refuses_an_unknown_recipe(tmp_path):

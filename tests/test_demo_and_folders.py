@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from filterprior.cli import main
-from filterprior.priors.bank import default_bank_path
+from filterprior.commands import main
+from filterprior.banks.bank import default_bank_path
 
 pytestmark = pytest.mark.skipif(default_bank_path("filternet-s2") is None, reason="the bundled bank is not built")
 
@@ -54,7 +54,7 @@ def test_study_on_own_folder_with_the_bundled_bank(tmp_path, capsys):
     # transfer: a whole bundled source network, frozen, under a new 3-class head
     from safetensors.torch import load_file
 
-    from filterprior.priors.bank import load_bank
+    from filterprior.banks.bank import load_bank
 
     bank = load_bank(default_bank_path("filternet-s2", networks=True))
     trained = load_file(str(out / "transfer" / "n4" / "split0" / "weights.safetensors"))

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from filterprior.cli import main
+from filterprior.commands import main
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
 from filterprior.train import TrainingDiverged, train
@@ -180,7 +180,7 @@ def test_channels_last_trains_to_the_same_kind_of_run(tmp_path):
 
 
 def test_an_evaluating_epoch_callback_leaves_the_run_unchanged(tmp_path):
-    from filterprior.train.engine import prepare_data
+    from filterprior.data.pipeline import prepare_data
     from filterprior.train.evaluate import evaluate
 
     cfg = quick_config("epochs=3", "data.crop_padding=4", "data.flip=true")

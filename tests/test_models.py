@@ -27,6 +27,7 @@ EXPECTED_PARAMS = {
     "simplecnn": 600_746,
     "mynet-small": 80_090,
     "resnet18": 11_173_962,
+    "resnet18-imagenet": 11_181_642,  # torchvision's resnet18 with a 10-class head
     "resnet-scaled": 4_435_082,
 }
 
@@ -46,7 +47,7 @@ def test_forward_backward(name: str, num_classes: int) -> None:
 
 def test_zoo_has_the_documented_models() -> None:
     expected = {"filternet", "filternet-s2", "simplecnn", "mynet-small", "mynet-deep", "resnet18"}
-    expected.add("resnet-scaled")
+    expected |= {"resnet-scaled", "resnet18-imagenet"}
     assert expected <= set(list_models())
 
 
@@ -97,6 +98,38 @@ def test_conv_layers_follow_module_order() -> None:
     assert "2.0.shortcut.0" in names
     assert names.index("2.0.conv2") < names.index("2.0.shortcut.0") < names.index("2.1.conv1")
     assert names == [n for n, m in create_model("resnet18").named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_resnet18_imagenet_layout_names_and_flops() -> None:
+    model = create_model("resnet18-imagenet")
+    convs = conv_layers(model)
+    # torchvision's module names, so state dicts carry torchvision's keys.
+    assert [name for name, _ in convs[:3]] == ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
+    assert [name for name, _ in convs if "downsample" in name] == [
+        "layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"
+    ]
+    assert "fc.weight" in model.state_dict() and "layer4.1.bn2.running_var" in model.state_dict()
+    stem = convs[0][1]
+    assert (stem.kernel_size, stem.stride, stem.padding) == ((7, 7), (2, 2), (3, 3))
+    # 32x32: stem -> 16, max-pool -> 8, then stages at 8, 4, 2, 1.
+    stem_flops = 2 * 3 * 64 * 49 * 16**2
+    stage_flops = 0
+    for c_in, c_out, side in [(64, 64, 8), (64, 128, 4), (128, 256, 2), (256, 512, 1)]:
+        stage_flops += 2 * side**2 * 9 * (c_in * c_out + 3 * c_out * c_out)  # four 3x3 convs
+        if c_in != c_out:
+            stage_flops += 2 * side**2 * c_in * c_out  # the 1x1 downsample
+    assert flops_per_image(model) == stem_flops + stage_flops + 2 * 512 * 10
+
+
+def test_resnet18_imagenet_uses_torchvisions_init() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet18-imagenet")
+    conv = model.layer4[1].conv2  # 512 -> 512, 3x3: kaiming normal, fan_out = 512 * 9
+    expected_std = (2 / (512 * 9)) ** 0.5
+    assert conv.weight.std().item() == pytest.approx(expected_std, rel=0.02)
+    assert conv.weight.mean().abs().item() < 0.1 * expected_std
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 20 and all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in norms)
 
 
 def test_resnet_scaled_default_layout() -> None:

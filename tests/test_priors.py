@@ -12,18 +12,17 @@ from torch import nn
 
 from filterprior.config import PriorConfig
 from filterprior.errors import UserError
-from filterprior.priors import (
+from filterprior.banks import (
     FilterBank,
     apply_init_from_bank,
-    create_prior,
     init_from_bank,
     kernel_slices,
-    list_priors,
     normalize_kernels,
     save_bank,
-    select_layers,
     whole_filters,
 )
+from filterprior.models.introspect import select_layers
+from filterprior.priors import create_prior, list_priors
 from filterprior.priors.adversarial import AdversarialPrior
 from filterprior.priors.gaussian import fit_gaussian
 from filterprior.priors.mmd import median_distance, mmd2

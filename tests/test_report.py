@@ -17,8 +17,7 @@ import torch
 from PIL import Image
 
 from filterprior.errors import UserError
-from filterprior.report import (
-    build_report,
+from filterprior.figures import (
     filter_grid_png_bytes,
     plot_accuracy_vs_size,
     plot_confusion,
@@ -27,9 +26,10 @@ from filterprior.report import (
     read_confusion_csv,
     write_confusion_csv,
 )
+from filterprior.report import build_report
 from filterprior.report.html_pieces import markdown as _markdown
-from filterprior.report.plots import _confusion_title
-from filterprior.study.tables import read_results_csv, summary_markdown, write_summary
+from filterprior.figures.plots import _confusion_title
+from filterprior.results import read_results_csv, summary_markdown, write_summary
 
 CLASSES = ["airplane", "automobile", "bird", "cat"]
 
@@ -276,7 +276,7 @@ def test_report_of_an_empty_directory_names_it(tmp_path):
 
 
 def test_report_of_a_missing_directory_says_it_does_not_exist(tmp_path, capsys):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     assert main(["report", str(tmp_path / "nonexist"), "-o", str(tmp_path / "x.html")]) == 2
     assert f"error: {tmp_path / 'nonexist'} does not exist" in capsys.readouterr().err
@@ -285,7 +285,7 @@ def test_report_of_a_missing_directory_says_it_does_not_exist(tmp_path, capsys):
 
 @pytest.mark.parametrize("garbage", [b"hello world\ngarbage,,\n", bytes(range(256)) * 3])
 def test_report_with_a_garbage_metrics_csv_warns_naming_it(study, tmp_path, capsys, garbage):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     run = tmp_path / "run"
     shutil.copytree(study / "runs/adversarial-n5-s0", run)  # no curves.png: curves come from metrics.csv

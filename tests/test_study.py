@@ -19,10 +19,9 @@ import torch
 
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
-from filterprior.priors.bank import BANKS_DIR as BANKS
+from filterprior.banks.bank import BANKS_DIR as BANKS
 from filterprior.study import (
     StudyFailed,
-    add_study_arguments,
     build_grid,
     cell_config,
     load_methods,
@@ -30,13 +29,13 @@ from filterprior.study import (
     run_study,
     select_methods,
     shard_cells,
-    study_main,
     summary_markdown,
 )
+from filterprior.commands.study import add_study_arguments, study_main
 from filterprior.study.grid import cell_hash
 from filterprior.study import runner
 from filterprior.study.runner import threads_per_worker
-from filterprior.study.tables import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
+from filterprior.results import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
 from filterprior.utils import atomic_write_text
 
 # ------------------------------------------------------------------------------ engine stand-ins
@@ -114,9 +113,8 @@ def test_bundled_methods_are_all_valid_recipes():
 
 
 def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_of_it():
-    from filterprior.priors import load_bank
-    from filterprior.priors.collect import packaged_config
-    from filterprior.config import load_config
+    from filterprior.banks import load_bank
+    from filterprior.config import load_config, packaged_config
     from filterprior.train.engine import build_model
 
     base = load_config(packaged_config("small-data.yaml"))
@@ -220,7 +218,7 @@ def test_study_writes_runs_results_and_summary(tmp_path, methods_file):
     assert "## 2 images per class" in summary and "## 4 images per class" in summary
     assert "| none | 2 |" in summary
     try:
-        import filterprior.report.plots  # noqa: F401  (written by another helper)
+        import filterprior.figures.plots  # noqa: F401  (written by another helper)
     except ImportError:
         return
     assert (out / "accuracy.png").stat().st_size > 0
@@ -463,7 +461,7 @@ def test_end_to_end_with_the_real_engine(tmp_path):
 
 def test_epochs_by_size_sets_each_cells_epochs():
     from filterprior.config import TrainConfig
-    from filterprior.study.cli import parse_epochs_by_size
+    from filterprior.commands.study import parse_epochs_by_size
     from filterprior.study.grid import Cell, cell_config
     from filterprior.study.methods import load_methods
 
@@ -491,7 +489,7 @@ def test_epochs_by_size_sets_each_cells_epochs():
     ],
 )
 def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys, flags, message):
-    from filterprior.cli import main
+    from filterprior.commands import main
 
     out = tmp_path / "s"
     code = main(["study", "--out", str(out), "--workers", "1", "--split-seeds", "0-4", *flags])
@@ -502,7 +500,7 @@ def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys
 
 
 def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
-    from filterprior.priors.bank import FilterBank, save_bank
+    from filterprior.banks.bank import FilterBank, save_bank
 
     bank_path = tmp_path / "bank.safetensors"
 
@@ -526,7 +524,7 @@ def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
 
 
 def test_a_method_named_after_a_model_gains_over_that_models_own_baseline():
-    from filterprior.study.tables import baseline_of
+    from filterprior.results import baseline_of
 
     def rows(method, accs):
         return [ResultRow(method, 50, i, a, None, 1.0, "h", f"{method}/n50/split{i}") for i, a in enumerate(accs)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from filterprior.cli import main
+from filterprior.commands import main
 from filterprior.config import TrainConfig
 from filterprior.errors import UserError
 from filterprior.study import read_results_csv, run_study
@@ -152,7 +152,7 @@ def test_cells_recorded_before_recipe_hashes_existed_still_average_with_new_ones
 
 
 def test_demo_with_other_epochs_refuses_to_replace_a_finished_demo(tmp_path, capsys):
-    from filterprior.demo import BEST_METHOD, demo_config
+    from filterprior.commands.demo import BEST_METHOD, demo_config
 
     out = tmp_path / "demo"
     # A finished 200-epoch demo (its runs from the stand-in engine: the refusal comes before any training).
@@ -300,7 +300,7 @@ def test_a_per_cell_key_given_to_study_is_an_error(tmp_path, capsys, override, f
 
 
 def test_the_command_line_epochs_beat_a_methods_file_epochs_with_a_note(tmp_path, capsys):
-    from filterprior.study import add_study_arguments, study_main
+    from filterprior.commands.study import add_study_arguments, study_main
     import argparse
 
     methods = tmp_path / "methods.yaml"
@@ -360,7 +360,7 @@ def test_an_interrupted_train_says_the_command_that_resumes_it(tmp_path, capsys,
 
 
 def test_shards_are_numbered_from_zero_in_help_and_errors(capsys):
-    from filterprior.cli import build_parser
+    from filterprior.commands import build_parser
 
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["study"].format_help().split())
     assert "shards are numbered from 0: --shard 0/4 .. 3/4" in help_text

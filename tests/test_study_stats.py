@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from filterprior.stats import T_975, paired_gain, t_quantile_975, unpaired_gain
-from filterprior.study.tables import (
+from filterprior.results import (
     ResultRow,
     read_results_csv,
     summarize,

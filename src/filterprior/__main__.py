@@ -1,3 +1,3 @@
-from filterprior.cli import main
+from filterprior.commands import main
 
 raise SystemExit(main())

@@ -14,6 +14,7 @@ import json
 import math
 import types
 import typing
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from typing import Any, Callable
 import yaml
 
 from filterprior.errors import UserError
+from filterprior.utils import atomic_write_text, read_yaml
 
 
 @dataclass
@@ -214,32 +216,18 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line from a YAML error: what is wrong and where (PyYAML's own text spans several lines)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
-
-
 def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start}); "
-                        "save it as UTF-8") from exc
-    except OSError as exc:
-        raise UserError(f"config file {path} could not be read: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from exc
+    data = read_yaml(path, "config file") or {}
     try:
         return config_from_dict(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from exc
+
+
+def packaged_config(name: str) -> Path:
+    """A recipe shipped inside the package (src/filterprior/configs/<name>)."""
+    return Path(str(resources.files("filterprior") / "configs" / name))
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
@@ -266,8 +254,6 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    from filterprior.utils import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
@@ -373,15 +359,14 @@ def check_ranges(section: Any, prefix: str = "") -> None:
                 raise UserError(f"{key} must be {expected}, got {value!r}")
 
 
-def with_absolute_data_paths(cfg: TrainConfig) -> TrainConfig:
-    """An existing local dataset path (and data root) made absolute, so the saved config.yaml still
-    finds the data from another working directory; dataset names (mini, cifar10, ...) stay names."""
-    from filterprior.data.locate import CANDIDATES
+def effective_config(cfg: PriorConfig) -> PriorConfig:
+    """The config a prior really runs with: `seed_faithful` forces the seed project's choices.
 
-    data = cfg.data
-    dataset, root = data.dataset, data.root
-    if dataset != "mini" and dataset not in CANDIDATES and Path(dataset).expanduser().exists():
-        dataset = str(Path(dataset).expanduser().resolve())
-    if root is not None and Path(root).expanduser().is_dir():
-        root = str(Path(root).expanduser().resolve())
-    return dataclasses.replace(cfg, data=dataclasses.replace(data, dataset=dataset, root=root))
+    The seed used the first conv layer, raw 2-D slices, BCE and its conv discriminator without spectral
+    norm; its lambda was 1, which is our default, but `weight` is still taken from the config.
+    """
+    if not cfg.seed_faithful:
+        return cfg
+    return dataclasses.replace(
+        cfg, layers=[], normalize="none", view="slice", loss="bce", d_arch="conv", spectral_norm=False
+    )

@@ -1,9 +1,10 @@
-"""Small helpers shared across the package: atomic writes, hashing, seeding, device choice."""
+"""Small helpers shared across the package: atomic writes, reading JSON/YAML files, hashing, seeding, device choice."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
 import tempfile
@@ -12,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import yaml
 
 from filterprior.errors import UserError
 
@@ -56,6 +58,49 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A UTF-8 text file; UserError naming it (as `what`, e.g. "config file") when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start}); "
+                        "save it as UTF-8") from exc
+    except OSError as exc:
+        raise UserError(f"{what} {path} could not be read: {exc.strerror or exc}") from exc
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
+    """A file holding one JSON object; UserError naming the file and what is wrong."""
+    text = read_text(path, what)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{what} {path}: expected a JSON object, found a {type(data).__name__}")
+    return data
+
+
+def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> object:
+    """A YAML file's content (None when empty); UserError naming the file and where the YAML is wrong.
+    Callers check the shape they expect (usually a mapping) and say what it should hold."""
+    text = read_text(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} {path} is not valid YAML: {yaml_problem(exc)}") from exc
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

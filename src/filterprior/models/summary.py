@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from filterprior.errors import UserError
+from filterprior.models.introspect import conv_layers
 from filterprior.models.registry import check_int, create_model, list_models
 
 BYTES_PER_FLOAT32 = 4
@@ -19,11 +20,6 @@ MB = 1024**2
 def count_parameters(model: nn.Module) -> int:
     """Number of scalars in the model's parameters (trainable or not; buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """Every Conv2d with its `named_modules` name, in module (registration) order."""
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
 def _input_channels(model: nn.Module) -> int:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from filterprior.config import PriorConfig
 from filterprior.errors import UserError
-from filterprior.priors.bank import FilterBank
+from filterprior.banks.bank import FilterBank
 from filterprior.priors.base import LossTerm, register_prior
 from filterprior.priors.discriminators import D_ARCHS, build_discriminator
 

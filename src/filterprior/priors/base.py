@@ -1,25 +1,17 @@
-"""The loss-term interface the engine sees, the prior registry, and the helpers every prior shares."""
+"""The loss-term interface the engine sees, registering a prior, and the helpers every prior shares."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
-from filterprior.config import PriorConfig, check_ranges
+from filterprior.banks.bank import FilterBank
+from filterprior.banks.views import NORMALIZATIONS, VIEWS, kernel_view, normalize_kernels
+from filterprior.config import PriorConfig, check_ranges, effective_config
 from filterprior.errors import UserError
-from filterprior.priors.bank import FilterBank, default_bank_path, load_bank
-from filterprior.priors.views import (
-    NORMALIZATIONS,
-    VIEWS,
-    kernel_view,
-    normalize_kernels,
-    select_layers,
-    unwrap_model,
-)
+from filterprior.models.introspect import select_layers, unwrap
 
 _PRIORS: dict[str, type["LossTerm"]] = {}
 
@@ -29,19 +21,6 @@ def warmup_factor(progress: float, warmup_epochs: float) -> float:
     if warmup_epochs <= 0:
         return 1.0
     return min(1.0, max(0.0, progress / warmup_epochs))
-
-
-def effective_config(cfg: PriorConfig) -> PriorConfig:
-    """The config a prior really runs with: `seed_faithful` forces the seed project's choices.
-
-    The seed used the first conv layer, raw 2-D slices, BCE and its conv discriminator without spectral
-    norm; its lambda was 1, which is our default, but `weight` is still taken from the config.
-    """
-    if not cfg.seed_faithful:
-        return cfg
-    return dataclasses.replace(
-        cfg, layers=[], normalize="none", view="slice", loss="bce", d_arch="conv", spectral_norm=False
-    )
 
 
 class LossTerm:
@@ -93,7 +72,7 @@ class LossTerm:
 
     def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The selected layers' conv weights, looked up by name in the model passed (wrappers removed)."""
-        plain = unwrap_model(model)
+        plain = unwrap(model)
         return {name: plain.get_submodule(name).weight for name in self.layers}
 
     def prepare(self, kernels: torch.Tensor) -> torch.Tensor:
@@ -114,7 +93,7 @@ class LossTerm:
 
     def bank_layer_for(self, model: nn.Module, layer: str) -> str:
         assert self.bank is not None
-        weight = unwrap_model(model).get_submodule(layer).weight
+        weight = unwrap(model).get_submodule(layer).weight
         return self.bank.match_layer(layer, tuple(weight.shape), self.cfg.view)
 
 
@@ -132,50 +111,9 @@ def register_prior(name: str) -> Callable[[type[LossTerm]], type[LossTerm]]:
     return add
 
 
-def list_priors() -> list[str]:
-    import filterprior.priors  # noqa: F401  (importing the package registers every prior)
-
-    return ["none", *sorted(_PRIORS)]
-
-
-def create_prior(
-    cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None
-) -> LossTerm | None:
-    """The configured prior as a loss term (None for `none`); loads the bank when the prior needs one."""
-    names = list_priors()
-    if cfg.name == "none":
-        return None
-    if cfg.name not in _PRIORS:
-        raise UserError(f"prior.name: {cfg.name!r} is not a prior; expected one of {', '.join(names)}")
-    cls = _PRIORS[cfg.name]
-    if cls.needs_bank and bank is None:
-        bank = load_prior_bank(cfg, model)
-    return cls(cfg, model, device, bank)
-
-
-def load_prior_bank(cfg: PriorConfig, model: nn.Module) -> FilterBank:
-    """`prior.bank` if set, else the bank bundled for the model (named by `model.filterprior_name`);
-    init_mode=network takes the bundled bank of whole networks, the learned priors the first-layer one."""
-    model_name = getattr(unwrap_model(model), "filterprior_name", None)
-    path = bank_file(cfg, model_name)
-    if path is None:
-        raise UserError(
-            f"{'prior ' + repr(cfg.name) if cfg.name != 'none' else 'prior.init_from_bank'} needs a filter bank, and none is bundled for model {model_name!r}: build one "
-            "from networks trained on plenty of data with `filterprior collect` and set prior.bank=<that file>"
-        )
-    return load_bank(path)
-
-
 def uses_bank(cfg: PriorConfig) -> bool:
     """Whether a run with this prior config reads a filter bank."""
     return cfg.init_from_bank or (cfg.name in _PRIORS and _PRIORS[cfg.name].needs_bank)
-
-
-def bank_file(cfg: PriorConfig, model_name: str | None) -> Path | None:
-    """The bank file such a run reads: `prior.bank`, else the one bundled for the model (None if none is)."""
-    if cfg.bank:
-        return Path(cfg.bank)
-    return default_bank_path(model_name, networks=cfg.init_from_bank and cfg.init_mode == "network")
 
 
 # ---------------------------------------------------------------------------------- validation

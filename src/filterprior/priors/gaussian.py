@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from filterprior.config import PriorConfig
-from filterprior.priors.bank import FilterBank
+from filterprior.banks.bank import FilterBank
 from filterprior.priors.base import LossTerm, register_prior
 
 JITTER = 1e-6  # times the mean variance: keeps Cholesky well defined even when shrinkage comes out 0

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from filterprior.config import PriorConfig
-from filterprior.priors.bank import FilterBank
+from filterprior.banks.bank import FilterBank
 from filterprior.priors.base import LossTerm, register_prior
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from filterprior.config import PriorConfig
 from filterprior.errors import UserError
-from filterprior.priors.bank import FilterBank
+from filterprior.banks.bank import FilterBank
 from filterprior.priors.base import LossTerm, register_prior
 
 MEDIAN_SAMPLES = 1024  # bank kernels used to measure the median pairwise distance

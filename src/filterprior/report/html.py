@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 from filterprior.errors import UserError
 from filterprior.report.html_pieces import esc, figure, markdown, row, table
-from filterprior.report.plots import (
+from filterprior.figures.plots import (
     accuracy_vs_size_png_bytes,
     confusion_png_bytes,
     curves_png_bytes,
     read_confusion_csv,
 )
-from filterprior.study.tables import (
+from filterprior.results import (
     BASELINE,
     SUMMARY_HEADER,
     SUMMARY_LEGEND,
@@ -36,7 +36,7 @@ from filterprior.study.tables import (
     summarize,
     summary_cells,
 )
-from filterprior.utils import atomic_write_text
+from filterprior.utils import atomic_write_text, read_json
 
 __all__ = ["build_report"]
 
@@ -109,16 +109,10 @@ def _accuracy_scale(values: list[float]) -> float:
 
 
 def _read_json(page: _Page, path: Path) -> dict[str, Any] | None:
-    def load() -> dict[str, Any]:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        return data
-
     if not path.is_file():
         page.left_out.append(f"{page.name(path)} (not found)")
         return None
-    return page.attempt(str(page.name(path)), load)
+    return page.attempt(str(page.name(path)), lambda: read_json(path))
 
 
 def _run_curves(page: _Page, run: Path) -> bytes | None:
@@ -170,7 +164,7 @@ def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> d
 
 
 def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
-    # The cells come from study.tables.summary_cells, as in summary.md: the two can never disagree.
+    # The cells come from results.summary_cells, as in summary.md: the two can never disagree.
     best_at: dict[int, float] = {}
     for s in summary:
         best_at[s.images_per_class] = max(best_at.get(s.images_per_class, -math.inf), s.test_mean)
@@ -190,7 +184,7 @@ def _study_page(page: _Page) -> str:
     rows = read_results_csv(results_csv)  # a broken results.csv is the user's error, not a missing piece
     summary = summarize(rows)
     if summary:
-        # summary.md holds the same statistics (both from study.tables.summary_cells), so it is not repeated.
+        # summary.md holds the same statistics (both from results.summary_cells), so it is not repeated.
         _results_section(page, summary)
     else:
         page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")
@@ -246,12 +240,7 @@ def _study_page(page: _Page) -> str:
 
 def _single_run_page(page: _Page) -> str:
     run = page.root
-    try:
-        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{run / 'metrics.json'} is not readable JSON ({exc}); expected the run's metrics") from None
-    if not isinstance(metrics, dict):
-        raise UserError(f"{run / 'metrics.json'}: expected a JSON object of metrics")
+    metrics = read_json(run / "metrics.json", "run metrics")
     scale = _accuracy_scale([v for k, v in metrics.items() if k.endswith("_acc") and isinstance(v, (int, float))])
     keys = ["test_acc", "val_acc", "test_loss", "val_loss", "model", "prior", "images_per_class", "split_seed",
             "epochs", "steps", "params", "wall_time_s"]

@@ -1,10 +1,9 @@
 """Studies: grids of runs (images per class x methods x split seeds), parallel, resumable, shardable."""
 
-from filterprior.study.cli import add_study_arguments, study_main
 from filterprior.study.grid import DEFAULT_SIZES, DEFAULT_SPLIT_SEEDS, Cell, build_grid, cell_config, shard_cells
 from filterprior.study.methods import Method, load_methods, select_methods
 from filterprior.study.runner import StudyFailed, default_workers, run_study
-from filterprior.study.tables import collect_results, read_results_csv, summary_markdown
+from filterprior.results import collect_results, read_results_csv, summary_markdown
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -12,7 +11,6 @@ __all__ = [
     "Cell",
     "Method",
     "StudyFailed",
-    "add_study_arguments",
     "build_grid",
     "cell_config",
     "collect_results",
@@ -22,6 +20,5 @@ __all__ = [
     "run_study",
     "select_methods",
     "shard_cells",
-    "study_main",
     "summary_markdown",
 ]

@@ -14,7 +14,7 @@ from typing import Callable
 from filterprior.config import TrainConfig
 from filterprior.study.changes import read_record
 from filterprior.study.locks import CELL_LOCK_FILE, cell_lock
-from filterprior.study.tables import CELL_FILE, METRICS_FILE
+from filterprior.results import CELL_FILE, METRICS_FILE
 from filterprior.study.workers import pin_device
 from filterprior.utils import atomic_write_text
 

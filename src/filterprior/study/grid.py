@@ -135,8 +135,9 @@ def cell_hash(cfg: TrainConfig) -> str:
     a resume with another --workers would redo every cell. The bank's content counts because the
     config names only its path (or nothing, for the bundled one): a rebuilt bank must redo its cells.
     """
-    from filterprior.priors.bank import bank_content_hash
-    from filterprior.priors.base import bank_file, uses_bank
+    from filterprior.banks.bank import bank_content_hash
+    from filterprior.banks.locate import bank_file
+    from filterprior.priors.base import uses_bank
 
     plain = config_hash(dataclasses.replace(cfg, threads=None, progress=True))
     bank = bank_file(cfg.prior, cfg.model.name) if uses_bank(cfg.prior) else None

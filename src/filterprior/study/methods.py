@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.errors import UserError
+from filterprior.utils import read_yaml
 
 BUNDLED_METHODS_FILE = Path(__file__).with_name("methods.yaml")
 
@@ -30,12 +29,7 @@ class Method:
 def load_methods(path: str | Path | None = None) -> dict[str, Method]:
     """Read a methods file (default: the bundled one); every recipe is checked against the config."""
     path = Path(path) if path is not None else BUNDLED_METHODS_FILE
-    if not path.is_file():
-        raise UserError(f"methods file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"methods file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "methods file")
     if not isinstance(data, dict) or not data:
         raise UserError(f"methods file {path}: expected a mapping of method name -> list of key=value overrides")
     methods = {}

@@ -32,11 +32,9 @@ def check_configs(configs: Sequence[TrainConfig]) -> None:
 
 
 def _load(cfg: TrainConfig):
-    from filterprior.data import load_data
+    from filterprior.data.pipeline import load_configured_data
 
-    d = cfg.data
-    return load_data(d.dataset, root=d.root, download=d.download, image_size=d.image_size,
-                     test_fraction=d.test_fraction)
+    return load_configured_data(cfg.data)
 
 
 def _check_sizes(configs: Sequence[TrainConfig], data) -> None:

@@ -44,7 +44,7 @@ from filterprior.study.locks import locked_elsewhere, tables_lock
 from filterprior.study.workers import init_worker, visible_gpus, worker_devices, workers_for
 from filterprior.study.methods import load_methods, select_methods
 from filterprior.study.preflight import check_configs
-from filterprior.study.tables import (
+from filterprior.results import (
     CELL_FILE,
     ResultRow,
     collect_results,
@@ -172,9 +172,9 @@ def _write_tables(out_dir: Path, expected: dict[str, str], method_order: list[st
 
 def _write_plot(results_csv: Path, out_dir: Path, log: Callable[[str], None]) -> None:
     try:
-        from filterprior.report.plots import plot_accuracy_vs_size
+        from filterprior.figures.plots import plot_accuracy_vs_size
     except ImportError as exc:
-        log(f"no {PLOT_FILE}: filterprior.report.plots is not available ({exc})")
+        log(f"no {PLOT_FILE}: filterprior.figures.plots is not available ({exc})")
         return
     try:
         with tables_lock(out_dir):

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from filterprior.errors import UserError
-from filterprior.utils import atomic_path, atomic_write_text
+from filterprior.models.introspect import unwrap
+from filterprior.utils import atomic_path, atomic_write_text, read_json
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -50,12 +51,6 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under torch.compile / DistributedDataParallel wrappers."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
-
-
 def export_weights(model: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) -> None:
     """weights.safetensors + weights.json (model name, options, classes, normalisation, ...)."""
     path = Path(path)
@@ -78,8 +73,8 @@ def read_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         raise UserError(f"weights file {path} does not exist (expected a run directory or a .safetensors file)")
     if not sidecar.is_file():
         raise UserError(f"weights metadata {sidecar} is missing (it is written beside the weights by filterprior train)")
+    meta = read_json(sidecar, "weights metadata")
     try:
-        meta = json.loads(sidecar.read_text())
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise UserError(f"could not read exported weights {path}: {exc}") from exc

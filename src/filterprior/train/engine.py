@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,10 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, save_config, validate_config, with_absolute_data_paths
+from filterprior.config import TrainConfig, config_hash, save_config, validate_config
+from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
+from filterprior.models.introspect import unwrap
 from filterprior.train.allocator import keep_freed_memory
-from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint, unwrap
+from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from filterprior.train.environment import environment_info
 from filterprior.train.evaluate import EvalResult, evaluate
 from filterprior.train.optim import build_optimizer, build_scheduler
@@ -34,58 +35,13 @@ class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-@dataclass
-class Prepared:
-    """Everything a run needs before its first step (also used by `filterprior eval`)."""
-
-    data: Any
-    classes: list[str]
-    train_loader: Any
-    val_loader: Any | None
-    test_loader: Any
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    images_per_class: int | None
-
-
-def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
-    from filterprior.data import AugmentConfig, TensorLoader, channel_stats, default_val_per_class, load_data, make_split
-
-    d = cfg.data
-    data = load_data(d.dataset, root=d.root, download=d.download, image_size=d.image_size, test_fraction=d.test_fraction)
-    val_per_class = d.val_per_class if d.val_per_class is not None else default_val_per_class(data)
-    split = make_split(data.train_labels, d.images_per_class, d.split_seed, val_per_class)
-    train_x, train_y = data.train_images[split.train_idx], data.train_labels[split.train_idx]
-    if d.mean is not None and d.std is not None:
-        mean, std = tuple(d.mean), tuple(d.std)
-    else:  # measured on the images this run trains on: all a small-data user has
-        mean, std = channel_stats(train_x)
-    augment = AugmentConfig(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout)
-    # A last batch of one image breaks BatchNorm in training mode: drop it in that case only.
-    drop_last = len(train_y) % cfg.batch_size == 1
-    common = dict(mean=mean, std=std, device=device)
-    train_loader = TensorLoader(
-        train_x, train_y, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, drop_last=drop_last, **common
-    )
-    val_loader = None
-    if len(split.val_idx):
-        val_loader = TensorLoader(
-            data.train_images[split.val_idx], data.train_labels[split.val_idx], cfg.eval_batch_size,
-            shuffle=False, augment=None, **common,
-        )
-    test_loader = TensorLoader(
-        data.test_images, data.test_labels, cfg.eval_batch_size, shuffle=False, augment=None, **common
-    )
-    return Prepared(data, list(data.classes), train_loader, val_loader, test_loader, mean, std, d.images_per_class)
-
-
 def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     from filterprior.models import create_model
 
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
     model.filterprior_name = cfg.model.name  # priors look up the bundled bank by this name
     if cfg.prior.init_from_bank or cfg.prior.freeze != "none":
-        from filterprior.priors import apply_init_from_bank
+        from filterprior.banks import apply_init_from_bank
 
         apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed))
     model = model.to(device)
@@ -103,7 +59,7 @@ def _save_filter_picture(model, path: Path, title: str) -> None:
     weight = _first_conv_weight(model)
     if weight is None:
         return
-    from filterprior.report.filters import plot_filter_grid
+    from filterprior.figures.filters import plot_filter_grid
 
     kernels = weight if weight.shape[1] == 3 else weight.flatten(0, 1)
     plot_filter_grid(kernels, path, title=title)
@@ -126,6 +82,9 @@ def _check_run_dir(run_dir: Path) -> None:
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
+    # Seeds torch's global RNG each epoch (dropout, the prior's sampling). The loader seeds its own
+    # generator (order, augmentation) with data.loader._epoch_seed, another formula. Both decide every
+    # recorded run, so neither may change, and they stay two: one formula for both would move every result.
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
 
@@ -257,7 +216,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
     """Test once at the end (never the best epoch), export weights, pictures, then metrics.json last."""
     from filterprior.models import count_parameters
-    from filterprior.report.plots import plot_confusion, plot_curves, write_confusion_csv
+    from filterprior.figures.plots import plot_confusion, plot_curves, write_confusion_csv
 
     num_classes = len(prep.classes)
     val: EvalResult | None = None

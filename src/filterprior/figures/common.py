@@ -1,4 +1,4 @@
-"""Figure plumbing shared by the report's plots: Agg figures that never touch pyplot, atomic saving.
+"""Figure plumbing shared by every picture: Agg figures that never touch pyplot, atomic saving.
 
 Figures are built with `matplotlib.figure.Figure` on an Agg canvas instead of `pyplot`, so no global
 backend is switched and no figure is registered with pyplot's manager: nothing is left open to leak,

@@ -14,12 +14,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from filterprior.config import PriorConfig
+from filterprior.banks.bank import FilterBank
+from filterprior.banks.freeze import freeze_conv, freeze_norm
+from filterprior.banks.locate import load_prior_bank
+from filterprior.config import PriorConfig, effective_config
 from filterprior.errors import UserError
-from filterprior.priors.bank import FilterBank
-from filterprior.priors.base import effective_config, load_prior_bank
-from filterprior.priors.freeze import freeze_conv, freeze_norm
-from filterprior.priors.views import conv_layers, norms_after_convs, select_layers
+from filterprior.models.introspect import conv_layers, norms_after_convs, select_layers
 
 INIT_MODES = ("sample", "network")
 FREEZE_CHOICES = ("none", "first", "all")

@@ -4,7 +4,7 @@ A bank file is a safetensors file (one tensor per layer, (n, in, kh, kw) float32
 carries the metadata as JSON; a JSON sidecar beside it (`bank.json` for `bank.safetensors`) repeats
 the metadata for people and tools without torch. The content hash (sha256 over the layers' names,
 shapes and float32 bytes) is checked on load, so a damaged file is refused instead of used.
-Building a bank from trained networks lives in `bank_build`.
+Building a bank from trained networks lives in `banks.build`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from filterprior.errors import UserError
-from filterprior.priors.views import VIEWS
-from filterprior.utils import atomic_path, atomic_write_text
+from filterprior.banks.views import VIEWS
+from filterprior.utils import atomic_path, atomic_write_text, read_json
 
 HEADER_KEY = "filterprior_bank"
 NORM_SEP = "::norm."  # tensor key of a layer's BatchNorm entry: "<layer>::norm.<key>"
@@ -184,7 +184,7 @@ def load_bank(path: str | Path) -> FilterBank:
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
         raise UserError(f"filter bank {path} is not a readable safetensors file: {exc}") from exc
     try:
-        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else read_json(bank_sidecar_path(path))
+        metadata = json.loads(header[HEADER_KEY]) if HEADER_KEY in header else read_json(bank_sidecar_path(path), "bank metadata")
     except (json.JSONDecodeError, UserError) as exc:
         raise UserError(f"filter bank {path}: its metadata is missing or not valid JSON ({exc})") from exc
     norms: dict[str, dict[str, torch.Tensor]] = {}
@@ -263,7 +263,7 @@ def show_bank(
     An RGB layer is drawn as whole colour filters, as the run directories draw a model's first layer,
     so the bank's picture and a run's filters_start/end.png can be compared side by side.
     """
-    from filterprior.report.filters import plot_filter_grid
+    from filterprior.figures.filters import plot_filter_grid
 
     bank = load_bank(path)
     layer = layer or bank.layer_names[0]
@@ -275,15 +275,3 @@ def show_bank(
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data

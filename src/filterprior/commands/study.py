@@ -1,4 +1,4 @@
-"""`filterprior study`: its flags and the function the CLI calls with the parsed arguments."""
+"""`filterprior study`: its flags, and running the grid they describe (exit 1 when a cell failed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import shlex
 import sys
 
-from filterprior.config import TrainConfig, apply_overrides, load_config
+from filterprior.config import TrainConfig, apply_overrides, load_config, packaged_config
 from filterprior.errors import UserError
 from filterprior.study.grid import DEFAULT_SIZES, DEFAULT_SPLIT_SEEDS
 
@@ -15,6 +15,16 @@ from filterprior.study.grid import DEFAULT_SIZES, DEFAULT_SPLIT_SEEDS
 # The recipe every method shares unless --config says otherwise (filternet-s2, tuned on the
 # CIFAR-10 validation pool; the bundled filter bank is for this architecture).
 DEFAULT_RECIPE = "small-data.yaml"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("study", help="grid of runs: images per class x methods x split seeds", intermixed=True)
+    add_study_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return study_main(args)
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -124,8 +134,6 @@ def command_line_keys(args: argparse.Namespace) -> list[str]:
 
 def base_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """--config (default: the packaged small-data recipe), then --data/--data-root/--epochs, then overrides."""
-    from filterprior.priors.collect import packaged_config
-
     for key in command_line_keys(args):
         if key in _STUDY_KEYS:
             raise UserError(f"{key} cannot be given to study: the study sets it for each cell from "
@@ -197,7 +205,7 @@ def _draw_bank(base: TrainConfig, out_dir) -> None:
     """bank.png beside results.csv, so the report shows the bank's filters next to the runs'."""
     from pathlib import Path
 
-    from filterprior.priors.bank import default_bank_path, show_bank
+    from filterprior.banks.bank import default_bank_path, show_bank
 
     bank = Path(base.prior.bank) if base.prior.bank else default_bank_path(base.model.name)
     picture = Path(out_dir) / "bank.png"

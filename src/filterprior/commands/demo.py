@@ -6,20 +6,34 @@ benchmarks/RESULTS.md), prints a small table, and writes report.html and the fil
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
-from filterprior.config import apply_overrides, load_config
+from filterprior.config import apply_overrides, load_config, packaged_config
 from filterprior.errors import UserError
-from filterprior.priors.collect import packaged_config
 
 # The recipe of the small-data study and the prior that did best on the validation pool.
 DEMO_RECIPE = "small-data.yaml"
 BEST_METHOD = "transfer"
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="offline demo on the embedded mini CIFAR-10 set with the bundled bank")
+    p.add_argument("--out", default="demo_out", help="where runs, pictures and report.html go")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (quicker look)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished demo in --out that was run with other settings (e.g. other --epochs)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    args.resume_command = shlex.join(args.command_line)  # the demo resumes like a study: the same command
+    return run_demo(Path(args.out), epochs=args.epochs, overwrite=args.overwrite)
+
+
 def run_demo(out: Path, epochs: int | None = None, overwrite: bool = False) -> int:
-    from filterprior.priors.bank import default_bank_path, show_bank
+    from filterprior.banks.bank import default_bank_path, show_bank
     from filterprior.report.html import build_report
 
     started = time.perf_counter()

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
-import yaml
 
 from filterprior.errors import UserError
-from filterprior.priors.bank import NORM_KEYS, FilterBank, read_json, save_bank
+from filterprior.banks.bank import NORM_KEYS, FilterBank, save_bank
+from filterprior.models.introspect import norms_after_convs, strip_wrapper_prefixes
+from filterprior.utils import read_json, read_yaml
 
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -30,7 +31,7 @@ def bank_from_state_dicts(
     """
     if not state_dicts:
         raise UserError("building a filter bank needs at least one network's weights")
-    cleaned = [_strip_wrappers(sd) for sd in state_dicts]
+    cleaned = [strip_wrapper_prefixes(sd) for sd in state_dicts]
     names = [n[: -len(".weight")] if n.endswith(".weight") else n for n in layer_names]
     if not names:
         names = sorted(_conv_layer_names(cleaned[0]), key=_natural_key)
@@ -117,7 +118,6 @@ def collect_bank(
 def _norm_names(info: Mapping[str, Any]) -> dict[str, str]:
     """conv layer -> its BatchNorm's name, from the source model's architecture when it is registered."""
     from filterprior.models import create_model, list_models
-    from filterprior.priors.views import norms_after_convs
 
     if info.get("model") not in list_models() or not info.get("num_classes"):
         return {}
@@ -169,31 +169,18 @@ def _source_info(weights: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     sidecar = weights.with_suffix(".json")
     if sidecar.is_file():
-        info.update(read_json(sidecar))
+        info.update(read_json(sidecar, "weights metadata"))
     run_dir = weights.parent
     if (run_dir / "metrics.json").is_file():
-        info["test_acc"] = read_json(run_dir / "metrics.json").get("test_acc")
+        info["test_acc"] = read_json(run_dir / "metrics.json", "run metrics").get("test_acc")
     if (run_dir / "config.yaml").is_file():
-        try:
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{run_dir / 'config.yaml'} is not valid YAML: {exc}") from exc
+        cfg = read_yaml(run_dir / "config.yaml", "run config") or {}
         data = cfg.get("data") or {}
         info.setdefault("dataset", data.get("dataset"))
         info["seed"] = cfg.get("seed")
         info["recipe"] = {k: cfg.get(k) for k in ("optim", "epochs", "batch_size", "prior") if k in cfg}
         info["recipe"]["data"] = {k: v for k, v in data.items() if k not in ("root", "split_seed")}
     return info
-
-
-def _strip_wrappers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in sd.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
 
 
 def _conv_layer_names(sd: Mapping[str, torch.Tensor]) -> list[str]:

@@ -25,7 +25,7 @@ import torch
 from matplotlib import colormaps
 
 from filterprior.errors import UserError
-from filterprior.report.figures import figure_png_bytes, new_figure, save_figure
+from filterprior.figures.common import figure_png_bytes, new_figure, save_figure
 
 CMAP = "RdBu_r"
 MAX_CHANNELS = 8  # whole filters with C not in (1, 3): channels shown side by side, at most this many

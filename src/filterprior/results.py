@@ -1,9 +1,9 @@
-"""The study's tables: results.csv (one row per finished cell) and summary.md (mean ± std per method).
+"""A study's results: results.csv (one row per finished cell) and summary.md (mean ± std per method).
 
-The one source of results.csv's reading, statistics and cell formatting: the HTML report
-(filterprior.report.html) uses read_results_csv, summarize and summary_cells too, so it always shows the
-same numbers as summary.md. Accuracies in metrics.json and results.csv are fractions in [0, 1]; the tables
-show them in %.
+The one source of results.csv's reading, statistics and cell formatting: the study writes them, and the
+HTML report (filterprior.report.html) and the accuracy plot (filterprior.figures.plots) read them with
+read_results_csv, summarize and summary_cells, so they always show the same numbers as summary.md.
+Accuracies in metrics.json and results.csv are fractions in [0, 1]; the tables show them in %.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 from filterprior.errors import UserError
 from filterprior.stats import Gain, mean_std, paired_gain, unpaired_gain
-from filterprior.utils import atomic_write_text
+from filterprior.utils import atomic_write_text, read_json
 
 CELL_FILE = "cell.json"  # written by the runner before a cell trains: method, size, seed, config hash
 METRICS_FILE = "metrics.json"  # written last by the engine: its presence means the run finished
@@ -54,16 +54,6 @@ RESULT_COLUMNS = [f.name for f in fields(ResultRow)]
 OPTIONAL_COLUMNS = ("recipe_hash",)  # results.csv files of older versions lack it
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
-
-
 def _get(data: dict, key: str, path: Path):
     if key not in data:
         raise UserError(f"{path} has no key {key!r}")
@@ -75,7 +65,7 @@ def read_finished_cell(cell_dir: Path, out_dir: Path) -> ResultRow | None:
     cell_file, metrics_file = cell_dir / CELL_FILE, cell_dir / METRICS_FILE
     if not (cell_file.is_file() and metrics_file.is_file()):
         return None
-    cell, metrics = _read_json(cell_file), _read_json(metrics_file)
+    cell, metrics = read_json(cell_file), read_json(metrics_file)
     val_acc = metrics.get("val_acc")
     return ResultRow(
         method=str(_get(cell, "method", cell_file)),

@@ -1,29 +1,25 @@
-"""`filterprior eval`: a run directory or exported weights, tested on a dataset's full test set."""
+"""Exported weights back as a model, and testing a run directory or exported weights on a dataset's
+full test set (what `filterprior eval` prints)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
 
 from filterprior.config import TTA_MODES
 from filterprior.errors import UserError
 from filterprior.train.checkpoint import read_exported
 from filterprior.train.evaluate import evaluate
-from filterprior.utils import resolve_device
+from filterprior.utils import read_yaml, resolve_device
 
 
 def _run_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml as a dict ({} when there is none)."""
     if not path.is_file():
         return {}
-    try:
-        run_cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"run config {path} could not be read: {type(exc).__name__}; expected the YAML "
-                        "that filterprior train writes") from exc
+    run_cfg = read_yaml(path, "run config") or {}
     return run_cfg if isinstance(run_cfg, dict) else {}
 
 

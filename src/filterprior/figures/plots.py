@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from filterprior.errors import UserError
-from filterprior.report.figures import figure_png_bytes, new_figure, save_figure
-from filterprior.study.tables import order_methods, read_results_csv, summarize
+from filterprior.figures.common import figure_png_bytes, new_figure, save_figure
+from filterprior.results import order_methods, read_results_csv, summarize
 from filterprior.utils import atomic_write_text
 
 # ------------------------------------------------------------------------------------------- curves

@@ -1,0 +1,32 @@
+"""Every prior, registered (importing a loss term's module registers it), and building the configured one."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from filterprior.banks.bank import FilterBank
+from filterprior.banks.locate import load_prior_bank
+from filterprior.config import PriorConfig
+from filterprior.errors import UserError
+from filterprior.priors import adversarial, gaussian, l2, l2_sp, mmd  # noqa: F401  (each registers its prior)
+from filterprior.priors.base import _PRIORS, LossTerm
+
+
+def list_priors() -> list[str]:
+    return ["none", *sorted(_PRIORS)]
+
+
+def create_prior(
+    cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None
+) -> LossTerm | None:
+    """The configured prior as a loss term (None for `none`); loads the bank when the prior needs one."""
+    names = list_priors()
+    if cfg.name == "none":
+        return None
+    if cfg.name not in _PRIORS:
+        raise UserError(f"prior.name: {cfg.name!r} is not a prior; expected one of {', '.join(names)}")
+    cls = _PRIORS[cfg.name]
+    if cls.needs_bank and bank is None:
+        bank = load_prior_bank(cfg, model)
+    return cls(cfg, model, device, bank)
