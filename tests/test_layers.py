@@ -19,7 +19,7 @@ PACKAGE = "filterprior"
 
 # Bottom to top: a module may import from its own layer and the layers below it, never from above.
 LAYERS = [
-    ("base", {"filterprior", "filterprior.errors", "filterprior.utils", "filterprior.config"}),
+    ("base", {"filterprior", "filterprior.errors", "filterprior.utils", "filterprior.config", "filterprior.stats"}),
     ("results", {"filterprior.results"}),
     ("figures", {"filterprior.figures"}),
     ("data", {"filterprior.data"}),

@@ -181,8 +181,9 @@ def test_accuracy_plot_of_a_single_size_is_bars(tmp_path, monkeypatch):
 
 # Hand-computed from ACCURACIES: none@5 .30/.32/.34 -> 32 ± 2; adversarial@5 38 ± 3, gain 6 ± sqrt(3²/3 + 2²/3);
 # mmd@5 (third seed unfinished) 32 ± 1.41, gain 0 ± sqrt(1.41²/2 + 2²/3); mmd@20 has one seed: no spread.
-EXPECTED_CELLS = ["32.00 ± 2.00", "38.00 ± 3.00", "+6.00 ± 2.08", "32.00 ± 1.41", "+0.00 ± 1.53", "60.00 ± n/a",
-                  "+8.00 ± n/a"]
+# Gains are paired over the shared split seeds: adversarial at 5 differs from none by 5, 6, 7 points.
+EXPECTED_CELLS = ["32.00 ± 2.00", "38.00 ± 3.00", "+6.00 ± 0.58", "[+3.52, +8.48]", "3/3", "32.00 ± 1.41",
+                  "+1.00 ± 0.00", "60.00 ± n/a", "+10.00 ± n/a"]
 
 
 def _assert_self_contained(text: str) -> None:
@@ -229,14 +230,15 @@ def test_report_table_shows_the_same_cells_as_summary_md(study, tmp_path):
     assert [row[1:] for row in results[1:]] == from_summary
     assert "Study summary" not in text and text.count("<table>") == 2  # results + the (folded) list of all runs
     assert text.count("fixed validation pool") == 1  # the explanation once, under Results
-    assert results[1] == ["5", "none", "3", "32.00 ± 2.00", "31.00", "—", "11.0"]  # no gain over itself
-    assert results[2] == ["5", "adversarial", "3", "38.00 ± 3.00", "37.00", "+6.00 ± 2.08", "11.0"]
+    assert results[1] == ["5", "none", "3", "32.00 ± 2.00", "31.00", "—", "—", "—", "11.0"]  # no gain over itself
+    assert results[2] == ["5", "adversarial", "3", "38.00 ± 3.00", "37.00", "+6.00 ± 0.58", "[+3.52, +8.48]", "3/3",
+                          "11.0"]
 
 
 def test_summary_md_prose_is_one_paragraph(tmp_path):
     page = _markdown(summary_markdown([]))
     assert page.count("<p>") == 2  # the legend and "No finished runs yet."
-    assert "over none at the same size" in page and "<h2>Study summary</h2>" in page
+    assert "paired over the k split seeds both ran" in page and "<h2>Study summary</h2>" in page
     # A study with no finished runs has no results table: the page shows summary.md instead.
     root = tmp_path / "fresh"
     root.mkdir()

@@ -238,16 +238,17 @@ def test_resume_skips_finished_and_redoes_half_finished_cell(tmp_path, methods_f
     assert len(read_results_csv(out / "results.csv")) == 12
 
 
-def test_changed_config_redoes_only_the_changed_cells(tmp_path, methods_file):
+def test_changed_config_with_overwrite_redoes_only_the_changed_cells(tmp_path, methods_file):
+    # Without overwrite the study refuses (tests/test_study_safety.py); with it, only the changed cells rerun.
     out = tmp_path / "study"
     small_study(out, methods_file)
     (out / "calls.log").unlink()
     methods_file.write_text(METHODS_YAML.replace("prior.weight=0.1", "prior.weight=0.5"))
-    small_study(out, methods_file)
+    small_study(out, methods_file, overwrite=True)
     assert sorted(calls(out)) == sorted(f"gaussian/n{n}/split{s}" for n in (2, 4) for s in (0, 1))
     (out / "calls.log").unlink()
     run_study(TrainConfig(epochs=3), out, sizes=[2], methods=["none"], split_seeds=[0], workers=1,
-              train_fn=fake_train, progress=False, methods_file=methods_file)
+              train_fn=fake_train, progress=False, methods_file=methods_file, overwrite=True)
     assert calls(out) == ["none/n2/split0"]
 
 
@@ -336,21 +337,23 @@ def test_summary_math_matches_hand_computed_values(tmp_path):
     gaussian, l2, l2_20 = by_key[10, "gaussian"], by_key[10, "l2"], by_key[20, "l2"]
     assert gaussian.n == 2 and gaussian.test_mean == pytest.approx(0.47)
     assert gaussian.test_std == pytest.approx(math.sqrt(0.0008))
-    assert gaussian.gain == pytest.approx(0.05) and gaussian.gain_se == pytest.approx(math.sqrt(0.0004 + 0.0004 / 3))
+    # Paired over the shared splits 0 and 1: differences 0.05 and 0.07 (tests/test_study_stats.py has more).
+    assert gaussian.gain.paired and gaussian.gain.mean == pytest.approx(0.06)
+    assert gaussian.gain_se == pytest.approx(0.01) and (gaussian.gain.up, gaussian.gain.pairs) == (2, 2)
     assert gaussian.wall_mean == pytest.approx(10.5) and gaussian.val_mean == pytest.approx(0.5)
     assert by_key[10, "none"].gain is None and by_key[10, "none"].gain_se is None
-    assert l2.test_std is None and l2.gain == pytest.approx(-0.01)
-    assert l2.gain_se is None  # one run has no spread
+    assert l2.test_std is None and l2.gain.mean == pytest.approx(0.01)  # split 0: 0.41 against 0.40
+    assert l2.gain_se is None  # one pair has no spread
     assert l2_20.gain is None and l2_20.val_mean is None  # no baseline at that size, no validation pool
 
     # 'none' comes first whatever the order asked for; then that order; then the rest by name.
     assert [s.method for s in summarize(read, ["l2", "gaussian"])][:3] == ["none", "l2", "gaussian"]
 
     text = summary_markdown(read, ["none", "gaussian", "l2"])
-    assert "| none | 3 | 42.00 ± 2.00 | 50.00 | — | 11.0 |" in text
-    assert "| gaussian | 2 | 47.00 ± 2.83 | 50.00 | +5.00 ± 2.31 | 10.5 |" in text
-    assert "| l2 | 1 | 41.00 ± n/a | 50.00 | -1.00 ± n/a | 10.0 |" in text
-    assert "| l2 | 2 | 62.00 ± 2.83 | — | — | 10.5 |" in text
+    assert "| none | 3 | 42.00 ± 2.00 | 50.00 | — | — | — | 11.0 |" in text
+    assert "| gaussian | 2 | 47.00 ± 2.83 | 50.00 | +6.00 ± 1.00 | [-6.71, +18.71] | 2/2 | 10.5 |" in text
+    assert "| l2 | 1 | 41.00 ± n/a | 50.00 | +1.00 ± n/a | — | 1/1 | 10.0 |" in text
+    assert "| l2 | 2 | 62.00 ± 2.83 | — | — | — | — | 10.5 |" in text
     assert text.index("| none |") < text.index("| gaussian |") < text.index("| l2 | 1")
 
 
@@ -390,7 +393,7 @@ def test_results_csv_has_the_documented_columns(tmp_path, methods_file):
     with open(out / "results.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert header == ["method", "images_per_class", "split_seed", "test_acc", "val_acc", "wall_time_s",
-                      "config_hash", "run_dir"]
+                      "config_hash", "run_dir", "recipe_hash"]
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -514,7 +517,9 @@ def test_a_rebuilt_bank_redoes_the_cells_that_read_it(tmp_path):
     small_study(out, methods)
     assert calls(out) == []  # nothing changed: nothing redone
     write_bank(1)  # same path, same config, other kernels
-    small_study(out, methods)
+    with pytest.raises(UserError, match="the filter bank file it reads has other content"):
+        small_study(out, methods)
+    small_study(out, methods, overwrite=True)
     assert sorted(calls(out)) == sorted(f"gaussian/n{n}/split{s}" for n in (2, 4) for s in (0, 1))
 
 
@@ -527,8 +532,8 @@ def test_a_method_named_after_a_model_gains_over_that_models_own_baseline():
     read = rows("none", [0.40, 0.42]) + rows("none-airnet", [0.50, 0.52]) + rows("finetune-airnet", [0.65, 0.67]) \
         + rows("transfer-wide", [0.60, 0.62])
     by_method = {s.method: s for s in summarize(read)}
-    assert by_method["finetune-airnet"].gain == pytest.approx(0.15)  # over none-airnet, not none
-    assert by_method["none-airnet"].gain == pytest.approx(0.10)  # a baseline itself gains over none
-    assert by_method["transfer-wide"].gain == pytest.approx(0.20)  # no none-wide in the study: none
+    assert by_method["finetune-airnet"].gain.mean == pytest.approx(0.15)  # over none-airnet, not none
+    assert by_method["none-airnet"].gain.mean == pytest.approx(0.10)  # a baseline itself gains over none
+    assert by_method["transfer-wide"].gain.mean == pytest.approx(0.20)  # no none-wide in the study: none
     assert baseline_of("init-from-bank", ["none", "none-bank"]) == "none-bank"
     assert baseline_of("gaussian", ["none", "none-airnet"]) == "none"

@@ -9,13 +9,16 @@ Accuracies in metrics.json and results.csv are fractions in [0, 1]; the tables s
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from filterprior.errors import UserError
+from filterprior.stats import Gain, mean_std, paired_gain, unpaired_gain
 from filterprior.utils import atomic_write_text, read_json
 
 CELL_FILE = "cell.json"  # written by the runner before a cell trains: method, size, seed, config hash
@@ -42,9 +45,13 @@ class ResultRow:
     wall_time_s: float
     config_hash: str
     run_dir: str  # relative to the study's output directory, with forward slashes
+    # The config without its split seed (grid.recipe_hash): runs are averaged only when it is equal.
+    # Empty in results.csv files written before it existed.
+    recipe_hash: str = ""
 
 
 RESULT_COLUMNS = [f.name for f in fields(ResultRow)]
+OPTIONAL_COLUMNS = ("recipe_hash",)  # results.csv files of older versions lack it
 
 
 def _get(data: dict, key: str, path: Path):
@@ -69,7 +76,27 @@ def read_finished_cell(cell_dir: Path, out_dir: Path) -> ResultRow | None:
         wall_time_s=float(_get(metrics, "wall_time_s", metrics_file)),
         config_hash=str(_get(cell, "config_hash", cell_file)),
         run_dir=cell_dir.relative_to(out_dir).as_posix(),
+        recipe_hash=str(cell.get("recipe_hash") or _recipe_from_record(cell)),
     )
+
+
+def _recipe_from_record(cell: dict) -> str:
+    """For a cell.json written before recipe_hash was recorded: a hash of its recorded config with the
+    split seed taken out as grid.recipe_config does (no bank content, so prefixed: it never equals a
+    recorded recipe hash, and such cells are shown apart from newer ones rather than averaged with them)."""
+    config = cell.get("config")
+    if not isinstance(config, dict):
+        return ""
+    config = json.loads(json.dumps(config))  # a deep copy
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    split = data.get("split_seed") if isinstance(data.get("split_seed"), int) else 0
+    data["split_seed"] = 0
+    if isinstance(config.get("seed"), int):
+        config["seed"] -= split
+    config.pop("threads", None)
+    config.pop("progress", None)
+    blob = json.dumps(config, sort_keys=True).encode()
+    return "c" + hashlib.sha256(blob).hexdigest()[:11]
 
 
 def collect_results(out_dir: str | Path, expected_hashes: dict[str, str] | None = None) -> list[ResultRow]:
@@ -143,6 +170,7 @@ _PARSERS = {
     "wall_time_s": (_wall_time, "a number of seconds >= 0"),
     "config_hash": (str, "text"),
     "run_dir": (str, "text"),
+    "recipe_hash": (str, "text"),
 }
 
 
@@ -156,7 +184,7 @@ def read_results_csv(path: str | Path) -> list[ResultRow]:
         raise UserError(f"results file {path} does not exist")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL_COLUMNS]
         if missing:
             raise UserError(f"results file {path} lacks columns {missing}; expected {RESULT_COLUMNS}")
         rows = []
@@ -180,23 +208,10 @@ def read_results_csv(path: str | Path) -> list[ResultRow]:
 # ------------------------------------------------------------------------------------------- stats
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1); the std is None for fewer than two values."""
-    if not values:
-        raise ValueError("mean_std needs at least one value")
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def gain_with_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | None]:
-    """mean(a) - mean(b) and its standard error sqrt(sa²/na + sb²/nb) (None if a side has < 2 values)."""
-    mean_a, std_a = mean_std(a)
-    mean_b, std_b = mean_std(b)
-    if std_a is None or std_b is None:
-        return mean_a - mean_b, None
-    return mean_a - mean_b, math.sqrt(std_a**2 / len(a) + std_b**2 / len(b))
+    """mean(a) - mean(b) and its unpaired standard error sqrt(sa²/na + sb²/nb) (None if a side has < 2 values)."""
+    gain = unpaired_gain(a, b)
+    return gain.mean, gain.se
 
 
 @dataclass(frozen=True)
@@ -207,9 +222,14 @@ class SummaryRow:
     test_mean: float  # fractions, as in results.csv
     test_std: float | None
     val_mean: float | None
-    gain: float | None  # over its baseline (baseline_of) at the same size; None for `none` or without it
-    gain_se: float | None
+    gain: Gain | None  # over its baseline (baseline_of) at the same size; None for `none` or without it
     wall_mean: float
+    recipe: str = ""  # the runs' recipe hash (all equal: runs of different configs are never averaged)
+    label: str = ""  # the method's name, with its recipe hash when the method has several at this size
+
+    @property
+    def gain_se(self) -> float | None:
+        return None if self.gain is None else self.gain.se
 
 
 def order_methods(methods: Iterable[str], preferred: Sequence[str] = ()) -> list[str]:
@@ -219,23 +239,36 @@ def order_methods(methods: Iterable[str], preferred: Sequence[str] = ()) -> list
 
 
 def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> list[SummaryRow]:
-    """One row per (images per class, method): sizes ascending, methods as order_methods puts them."""
+    """One row per (images per class, method, recipe): sizes ascending, methods as order_methods puts them.
+
+    Runs whose configs differ (another recipe hash) are never averaged: a method with runs of several
+    configs at one size gets one row per config, labelled with its recipe hash, and a method whose
+    baseline has several configs at that size gets no gain (which baseline would it be?).
+    """
     rank = {name: i for i, name in enumerate(order_methods((r.method for r in rows), method_order))}
-    groups: dict[tuple[int, str], list[ResultRow]] = {}
+    groups: dict[tuple[int, str, str], list[ResultRow]] = {}
     for row in rows:
-        groups.setdefault((row.images_per_class, row.method), []).append(row)
-    ordered = sorted(groups, key=lambda k: (k[0], rank[k[1]]))
+        groups.setdefault((row.images_per_class, row.method, row.recipe_hash), []).append(row)
+    recipes: dict[tuple[int, str], list[str]] = {}
+    for size, method, recipe in sorted(groups):
+        recipes.setdefault((size, method), []).append(recipe)
+    for (size, method, recipe), group in groups.items():
+        _check_one_run_per_split(size, method, group)
+    ordered = sorted(groups, key=lambda k: (k[0], rank[k[1]], k[2]))
     methods = set(rank)
     summary = []
-    for size, method in ordered:
-        group = groups[(size, method)]
+    for size, method, recipe in ordered:
+        group = groups[(size, method, recipe)]
         tests = [r.test_acc for r in group]
         vals = [r.val_acc for r in group if r.val_acc is not None]
         test_mean, test_std = mean_std(tests)
-        gain = gain_se = None
-        baseline = groups.get((size, baseline_of(method, methods)))
-        if method != BASELINE and baseline:
-            gain, gain_se = gain_with_se(tests, [r.test_acc for r in baseline])
+        gain = None
+        baseline = baseline_of(method, methods)
+        base_recipes = recipes.get((size, baseline), [])
+        if method != BASELINE and len(base_recipes) == 1:
+            base = groups[(size, baseline, base_recipes[0])]
+            gain = paired_gain({r.split_seed: r.test_acc for r in group}, {r.split_seed: r.test_acc for r in base})
+        several = len(recipes[(size, method)]) > 1
         summary.append(
             SummaryRow(
                 images_per_class=size,
@@ -245,11 +278,37 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> li
                 test_std=test_std,
                 val_mean=mean_std(vals)[0] if vals else None,
                 gain=gain,
-                gain_se=gain_se,
                 wall_mean=mean_std([r.wall_time_s for r in group])[0],
+                recipe=recipe,
+                label=f"{method} [{recipe or 'no recipe hash'}]" if several else method,
             )
         )
     return summary
+
+
+def _check_one_run_per_split(size: int, method: str, group: Sequence[ResultRow]) -> None:
+    seen: dict[int, str] = {}
+    for row in group:
+        if row.split_seed in seen:
+            raise UserError(
+                f"the results list {method} at {size} images per class, split seed {row.split_seed} twice "
+                f"with the same config ({seen[row.split_seed]} and {row.run_dir}); expected one run per split"
+            )
+        seen[row.split_seed] = row.run_dir
+
+
+def mixed_recipes_note(summary: Sequence[SummaryRow]) -> str | None:
+    """A sentence naming the methods shown apart because their runs have different configs, or None."""
+    split = sorted({(s.images_per_class, s.method) for s in summary if s.label != s.method})
+    if not split:
+        return None
+    listed = "; ".join(f"{method} at {size} images per class" for size, method in split)
+    return (
+        f"Runs of different configs are never averaged. Runs of more than one config, shown as one row per "
+        f"config with its recipe hash (in cell.json and results.csv; each run's config.yaml has the config): "
+        f"{listed}. A gain is left out where the baseline itself has several configs. Rerun the changed "
+        "cells with --overwrite to bring them to one config."
+    )
 
 
 # ---------------------------------------------------------- cells (summary.md and the HTML report)
@@ -263,36 +322,56 @@ def percent(value: float | None) -> str:
     return "0.00" if text == "-0.00" else text  # a float-noise gain of -1e-17 is no loss
 
 
+def _signed(value: float) -> str:
+    text = percent(value)
+    return text if text.startswith("-") or text == "0.00" else "+" + text
+
+
 def _pm(value: float | None, spread: float | None) -> str:
     if value is None:
         return "—"
     return f"{percent(value)} ± {'n/a' if spread is None else percent(spread)}"  # n/a: a single seed
 
 
-SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "wall time (s)"]
+SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "95% CI (pp)", "splits up",
+                  "wall time (s)"]
 # What the columns mean: under the table in summary.md and in the HTML report alike.
 SUMMARY_LEGEND = (
     "Test accuracy in %: mean ± sample std over split seeds (n runs; n/a: a single seed has no spread). "
-    f"Gain: difference in mean test accuracy over {BASELINE} at the same size (over {BASELINE}-X for a "
-    "method named …-X when the study has it: the same model from scratch), in percentage points, ± its "
-    "standard error sqrt(sa²/na + sb²/nb). Val: mean accuracy on the fixed validation pool. "
-    "Wall time: mean per run."
+    f"Gain: the method's test accuracy minus its baseline's ({BASELINE} at the same size, or {BASELINE}-X "
+    "for a method named …-X when the study has it: the same model from scratch), in percentage points, "
+    "paired over the k split seeds both ran: the mean of the per-split differences ± its standard error "
+    "(their sd / √k). 95% CI: that mean ± t(0.975, k−1) × the standard error (Student t from a table for "
+    "up to 30 degrees of freedom, the normal 1.96 beyond). Splits up: on how many of the k shared splits "
+    "the method beat its baseline. Only where the two share no split seed is the gain unpaired (difference "
+    "of means ± sqrt(sa²/na + sb²/nb), Welch's interval), marked 'unpaired'. Val: mean accuracy on the "
+    "fixed validation pool. Wall time: mean per run."
 )
 
 
 def summary_cells(s: SummaryRow) -> list[str]:
     """The row's cells under SUMMARY_HEADER; summary.md and the HTML report both show exactly these."""
-    gain = _pm(s.gain, s.gain_se)
-    gain = gain if gain.startswith(("-", "—")) else "+" + gain
-    return [s.method, str(s.n), _pm(s.test_mean, s.test_std), percent(s.val_mean), gain, f"{s.wall_mean:.1f}"]
+    g = s.gain
+    if g is None:
+        gain = interval = up = "—"
+    else:
+        gain = f"{_signed(g.mean)} ± {'n/a' if g.se is None else percent(g.se)}"
+        interval = "—" if g.low is None else f"[{_signed(g.low)}, {_signed(g.high)}]"
+        up = f"{g.up}/{g.pairs}" if g.paired else "unpaired"
+    return [s.label or s.method, str(s.n), _pm(s.test_mean, s.test_std), percent(s.val_mean), gain, interval,
+            up, f"{s.wall_mean:.1f}"]
 
 
 def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> str:
     lines = ["# Study summary", "", SUMMARY_LEGEND]
     if not rows:
         return "\n".join(lines + ["", "No finished runs yet.", ""])
+    summary = summarize(rows, method_order)
+    note = mixed_recipes_note(summary)
+    if note:
+        lines += ["", note]
     current = None
-    for s in summarize(rows, method_order):
+    for s in summary:
         if s.images_per_class != current:
             current = s.images_per_class
             lines += [

@@ -34,11 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = ["filterprior", *(sys.argv[1:] if argv is None else argv)]
     try:
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resume = getattr(args, "resume_command", None)
+        print("interrupted" + (f"; to resume: {resume}" if resume else ""), file=sys.stderr)
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 
 from filterprior.config import TrainConfig, apply_overrides, load_config, packaged_config
@@ -39,15 +40,39 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--split-seeds", default=f"{DEFAULT_SPLIT_SEEDS[0]}-{DEFAULT_SPLIT_SEEDS[-1]}", metavar="0-4",
         help="split seeds as a range 0-4, a list 0,1,2 or both (default: %(default)s)",
     )
-    parser.add_argument("--workers", metavar="N", help="parallel worker processes (default: measured for this machine)")
-    parser.add_argument("--shard", metavar="i/n", help="run only cells k with k %% n == i (0 <= i < n)")
+    parser.add_argument("--workers", metavar="N", help="parallel worker processes (default: one per CPU core, at most 8; "
+                        "with --workers-per-device: K per GPU, capped by N)")
+    parser.add_argument("--workers-per-device", metavar="K",
+                        help="K workers on each visible CUDA GPU, each keeping its GPU (cuda:0 .. cuda:n-1) for all "
+                             "its cells; no effect without a GPU. Without it, workers are spread over the GPUs too")
+    parser.add_argument("--shard", metavar="i/n",
+                        help="run only cells k with k %% n == i; shards are numbered from 0: --shard 0/4 .. 3/4. "
+                             "Shards can run at once into one --out (e.g. a job array)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="retrain finished cells whose config has changed since they ran (their results are "
+                             "deleted); without it the study refuses and lists them")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no line per finished cell or progress; the final summary table is still printed")
     parser.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, mini, or a folder / archive path")
     parser.add_argument("--data-root", metavar="DIR", help="where datasets are found or downloaded")
     parser.add_argument("--epochs", metavar="N", help="training epochs per cell")
     parser.add_argument("--epochs-by-size", metavar="N=E,N=E",
-                        help="epochs for given sizes, e.g. 50=80,100=50 (others: --epochs or the config's)")
+                        help="epochs for given sizes of --sizes, e.g. 50=80,100=50 (others: --epochs or the config's)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="base-config overrides, e.g. optim.lr=0.1")
+    parser.epilog = PRECEDENCE_HELP
     return parser
+
+
+# Which setting wins when several give the same key, lowest first (also in README's studies section).
+PRECEDENCE_HELP = (
+    "Settings, lowest precedence first: --config (default: the packaged small-data recipe), a method's own "
+    "keys in the methods file, the command line (--data, --data-root, --epochs, key=value), --epochs-by-size. "
+    "So --epochs 3 trains every cell 3 epochs even where a method sets epochs (a note says so). "
+    "data.images_per_class, data.split_seed: the study sets them per cell from --sizes and --split-seeds."
+)
+
+# Set per cell by the study: given on its command line they would be silently replaced.
+_STUDY_KEYS = {"data.images_per_class": "--sizes", "data.split_seed": "--split-seeds"}
 
 
 def parse_int(text: str, what: str, minimum: int = 0) -> int:
@@ -100,8 +125,19 @@ def parse_epochs_by_size(text: str | None) -> dict[int, int] | None:
     return mapping
 
 
+def command_line_keys(args: argparse.Namespace) -> list[str]:
+    """The config keys the command line sets (they beat a method's own value: grid.cell_config)."""
+    keys = [item.split("=", 1)[0].strip() for item in args.overrides or [] if "=" in item]
+    flags = {"data.dataset": args.data, "data.root": args.data_root, "epochs": args.epochs}
+    return keys + [key for key, value in flags.items() if value is not None]
+
+
 def base_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """--config (default: the packaged small-data recipe), then --data/--data-root/--epochs, then overrides."""
+    for key in command_line_keys(args):
+        if key in _STUDY_KEYS:
+            raise UserError(f"{key} cannot be given to study: the study sets it for each cell from "
+                            f"{_STUDY_KEYS[key]}")
     cfg = load_config(args.config or packaged_config(DEFAULT_RECIPE))
     data = cfg.data
     if args.data is not None:
@@ -124,6 +160,9 @@ def study_main(args: argparse.Namespace, train_fn=None) -> int:
         methods = [name.strip() for name in args.methods.split(",")]
         if not all(methods):
             raise UserError(f"--methods {args.methods!r} has an empty name; expected e.g. none,gaussian")
+    # A study resumes by running the same command again (finished cells are kept): said if interrupted.
+    if getattr(args, "command_line", None):
+        args.resume_command = shlex.join(args.command_line)
     try:
         results = run_study(
             base,
@@ -134,15 +173,32 @@ def study_main(args: argparse.Namespace, train_fn=None) -> int:
             workers=None if args.workers is None else parse_int(args.workers, "--workers", minimum=1),
             shard=None if args.shard is None else parse_shard(args.shard),
             train_fn=train_fn,
+            progress=not getattr(args, "quiet", False),
             methods_file=args.methods_file,
             epochs_by_size=parse_epochs_by_size(args.epochs_by_size),
+            overwrite=getattr(args, "overwrite", False),
+            command_line_keys=command_line_keys(args),
+            workers_per_device=None if getattr(args, "workers_per_device", None) is None
+            else parse_int(args.workers_per_device, "--workers-per-device", minimum=1),
         )
     except StudyFailed as exc:
+        _print_summary(exc.results_csv.parent)
         print(f"study finished with failures; results so far in {exc.results_csv}\n{exc}", file=sys.stderr)
         return 1
     _draw_bank(base, results.parent)
+    _print_summary(results.parent)
     print(f"results: {results}")
     return 0
+
+
+def _print_summary(out_dir) -> None:
+    """The study's summary table, as the demo prints it (also with --quiet: it is the result)."""
+    from pathlib import Path
+
+    summary = Path(out_dir) / "summary.md"
+    if summary.is_file():
+        print()
+        print(summary.read_text(encoding="utf-8"))
 
 
 def _draw_bank(base: TrainConfig, out_dir) -> None:

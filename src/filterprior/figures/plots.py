@@ -219,7 +219,9 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     if not rows:
         raise UserError(f"{results_csv}: no finished runs to plot")
     table = summarize(rows)  # the same means and stds as summary.md and the HTML table
-    methods = order_methods(r.method for r in rows)
+    order = order_methods(r.method for r in rows)
+    # One line (or bar) per table label: a method with runs of several configs is shown apart, never averaged.
+    methods = [label for _, label in sorted({(order.index(s.method), s.label or s.method) for s in table})]
     sizes = sorted({r.images_per_class for r in rows})
     if len(sizes) == 1:
         return _accuracy_bars_figure(table, methods, sizes[0])
@@ -230,7 +232,7 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     for index, method in enumerate(methods):
         # A small multiplicative offset per method keeps error bars at the same size from overlapping.
         offset = 1 + 0.03 * (index - (len(methods) - 1) / 2)
-        cells = [s for s in table if s.method == method]
+        cells = [s for s in table if (s.label or s.method) == method]
         xs = [s.images_per_class * offset for s in cells]
         means = [100 * s.test_mean for s in cells]
         stds = [0.0 if s.test_std is None else 100 * s.test_std for s in cells]  # one seed: no bar
@@ -252,7 +254,7 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
 
 def _accuracy_bars_figure(table, methods: list[str], size: int):
     """One size only: a bar per method (mean test accuracy), error bars the std over split seeds."""
-    cells = {s.method: s for s in table if s.images_per_class == size}
+    cells = {s.label or s.method: s for s in table if s.images_per_class == size}
     means = [100 * cells[m].test_mean for m in methods]
     stds = [0.0 if cells[m].test_std is None else 100 * cells[m].test_std for m in methods]  # one seed: none
     spread = any(cells[m].test_std is not None for m in methods)

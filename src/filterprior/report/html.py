@@ -30,6 +30,7 @@ from filterprior.results import (
     SUMMARY_LEGEND,
     ResultRow,
     SummaryRow,
+    mixed_recipes_note,
     percent,
     read_results_csv,
     summarize,
@@ -171,6 +172,9 @@ def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
     classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in summary]
     page.add("<h2>Results</h2>")
     page.add(f'<p class="note">{esc(SUMMARY_LEGEND)} Bold: best mean test accuracy at that size.</p>')
+    note = mixed_recipes_note(summary)
+    if note:
+        page.add(f'<p class="note">{esc(note)}</p>')
     page.add(table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
 
 
@@ -224,10 +228,10 @@ def _study_page(page: _Page) -> str:
     if rows:
         ordered = sorted(rows, key=lambda r: (r.images_per_class, r.method, r.split_seed))
         all_rows = [[r.method, r.images_per_class, r.split_seed, percent(r.test_acc), percent(r.val_acc),
-                     f"{r.wall_time_s:.1f}", r.config_hash, r.run_dir] for r in ordered]
+                     f"{r.wall_time_s:.1f}", r.config_hash, r.recipe_hash or "—", r.run_dir] for r in ordered]
         page.add(f"<h2>All runs</h2><details><summary>{len(rows)} finished runs</summary>"
                  + table(["method", "images/class", "split seed", "test acc (%)", "val acc (%)", "wall time (s)",
-                           "config hash", "run dir"], all_rows, text_columns=2) + "</details>")
+                           "config hash", "recipe hash", "run dir"], all_rows, text_columns=2) + "</details>")
     return f"filterprior study: {root.name}"
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from filterprior.config import TrainConfig, apply_overrides, config_hash
+from filterprior.config import TrainConfig, apply_overrides, config_hash, config_to_dict
 from filterprior.errors import UserError
 from filterprior.study.methods import Method
 
@@ -67,8 +68,18 @@ def shard_cells(cells: Sequence[Cell], shard: tuple[int, int] | None) -> list[Ce
     return [cell for k, cell in enumerate(cells) if k % count == index]
 
 
-def cell_config(base: TrainConfig, cell: Cell, epochs_by_size: dict[int, int] | None = None) -> TrainConfig:
+def cell_config(
+    base: TrainConfig,
+    cell: Cell,
+    epochs_by_size: dict[int, int] | None = None,
+    command_line_keys: Sequence[str] = (),
+) -> TrainConfig:
     """Base config + the method's overrides + this cell's subset (+ its epochs, if given per size).
+
+    Precedence, lowest first: the base config file, the method's overrides, what was given on the
+    command line (`command_line_keys`: keys whose value in `base` came from the command line, e.g.
+    `epochs` from --epochs), then --epochs-by-size. So `--epochs 3` gives every cell 3 epochs even
+    where a methods file sets `epochs` (method_keys_overridden lists where that happens).
 
     `epochs_by_size` lets larger subsets train for fewer epochs (a comparable number of steps); it is
     the same for every method, and each cell's config.yaml records the epochs it ran.
@@ -77,11 +88,43 @@ def cell_config(base: TrainConfig, cell: Cell, epochs_by_size: dict[int, int] | 
     differ only in the method), but different across splits so the spread covers init noise too.
     """
     cfg = apply_overrides(base, list(cell.method.overrides))
+    beaten = method_keys_overridden(cell.method, command_line_keys)
+    if beaten:  # the command line wins: put its values back (JSON is valid YAML, so they parse as given)
+        cfg = apply_overrides(cfg, [f"{key}={json.dumps(_get_key(base, key))}" for key in beaten])
     data = dataclasses.replace(cfg.data, images_per_class=cell.images_per_class, split_seed=cell.split_seed)
     cfg = dataclasses.replace(cfg, data=data, seed=base.seed + cell.split_seed)
     if epochs_by_size and cell.images_per_class in epochs_by_size:
         cfg = dataclasses.replace(cfg, epochs=epochs_by_size[cell.images_per_class])
     return cfg
+
+
+def method_keys_overridden(method: Method, command_line_keys: Sequence[str]) -> list[str]:
+    """The keys `method` sets that the command line also gives (so the command line's value is used)."""
+    given = set(command_line_keys)
+    return [key for key in method_keys(method) if key in given]
+
+
+def method_keys(method: Method) -> list[str]:
+    return [item.split("=", 1)[0].strip() for item in method.overrides]
+
+
+def _get_key(cfg: TrainConfig, key: str):
+    data = config_to_dict(cfg)
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def recipe_config(cfg: TrainConfig) -> TrainConfig:
+    """The cell's config with what differs between its split seeds taken out (the split seed, and the
+    training seed base.seed + split_seed put back to base.seed): equal for the runs a table may average."""
+    data = dataclasses.replace(cfg.data, split_seed=0)
+    return dataclasses.replace(cfg, data=data, seed=cfg.seed - cfg.data.split_seed)
+
+
+def recipe_hash(cfg: TrainConfig) -> str:
+    """cell_hash of recipe_config: the same for every split seed of one method at one size and config."""
+    return cell_hash(recipe_config(cfg))
 
 
 def cell_hash(cfg: TrainConfig) -> str:

@@ -1,22 +1,27 @@
 """Run a study's cells: in parallel worker processes, resumable, and sliceable into shards.
 
 A cell is finished when its run directory holds metrics.json (the engine writes it last) and a
-cell.json whose config hash matches the cell's current config. Anything else is redone from an
-empty directory: an interrupted cell (no metrics.json) and a cell whose config changed alike.
+cell.json whose config hash matches the cell's current config. An interrupted cell (no metrics.json)
+is redone from an empty directory. A finished cell whose config changed is never deleted unasked: the
+study refuses before it writes anything (changes.CellsChanged) unless run with overwrite=True.
+
+Each cell is trained under a lock (locks.py), so two study processes never train one cell at once; a
+cell locked by another process is skipped as "running elsewhere". Workers die with the study process
+(workers.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
 import os
-import shutil
+import signal
 import sys
+import threading
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -29,13 +34,18 @@ from filterprior.study.grid import (
     build_grid,
     cell_config,
     cell_hash,
+    method_keys_overridden,
+    recipe_hash,
     shard_cells,
 )
+from filterprior.study.cell_job import CHANGED, FINISHED, Job, Outcome, TrainFn, cell_state, run_job
+from filterprior.study.changes import CellsChanged, ChangedCell, config_differences, read_record
+from filterprior.study.locks import locked_elsewhere, tables_lock
+from filterprior.study.workers import init_worker, visible_gpus, worker_devices, workers_for
 from filterprior.study.methods import load_methods, select_methods
 from filterprior.study.preflight import check_configs
 from filterprior.results import (
     CELL_FILE,
-    METRICS_FILE,
     ResultRow,
     collect_results,
     read_finished_cell,
@@ -44,12 +54,9 @@ from filterprior.results import (
 )
 from filterprior.utils import atomic_write_text
 
-TrainFn = Callable[..., dict]  # train(cfg, run_dir, resume=False, quiet=False) -> metrics dict
-
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
 PLOT_FILE = "accuracy.png"
-ERROR_FILE = "error.txt"
 
 
 class StudyFailed(Exception):
@@ -84,56 +91,27 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
-@dataclass(frozen=True)
-class _Job:
-    """What a worker process needs to run one cell (picklable for the 'spawn' start method)."""
-
-    label: str
-    cfg: TrainConfig
-    run_dir: Path
-    cell_record: dict
-    train_fn: TrainFn | None
-
-
-def _run_job(job: _Job) -> str | None:
-    """Train one cell from an empty directory; None on success, else the error (also in error.txt)."""
-    try:
-        if job.run_dir.exists():
-            shutil.rmtree(job.run_dir)  # clean redo: no files from an interrupted or stale run survive
-        job.run_dir.mkdir(parents=True)
-        atomic_write_text(job.run_dir / CELL_FILE, json.dumps(job.cell_record, indent=2) + "\n")
-        train_fn = job.train_fn
-        if train_fn is None:
-            from filterprior.train.engine import train as train_fn
-        train_fn(job.cfg, job.run_dir, resume=False, quiet=True)
-        if not (job.run_dir / METRICS_FILE).is_file():
-            raise RuntimeError(f"training returned without writing {job.run_dir / METRICS_FILE}")
-        return None
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        try:
-            atomic_write_text(job.run_dir / ERROR_FILE, traceback.format_exc())
-        except OSError:
-            pass  # the error still reaches the report through the return value
-        return message
-
-
-def _run_serially(jobs: Sequence[_Job]) -> Iterator[tuple[_Job, str | None]]:
+def _run_serially(jobs: Sequence[Job]) -> Iterator[tuple[Job, Outcome]]:
     for job in jobs:
-        yield job, _run_job(job)
+        yield job, run_job(job)
 
 
 HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly in workers
 
 
 def _run_in_pool(
-    jobs: Sequence[_Job], workers: int, log: Callable[[str], None] = lambda _m: None
-) -> Iterator[tuple[_Job, str | None]]:
+    jobs: Sequence[Job], workers: int, log: Callable[[str], None] = lambda _m: None,
+    devices: Sequence[str | None] = (),
+) -> Iterator[tuple[Job, Outcome]]:
     # 'spawn': fresh interpreters, safe with torch threads and CUDA (fork is not).
     context = multiprocessing.get_context("spawn")
+    device_queue = context.Queue()
+    for device in devices or [None] * workers:
+        device_queue.put(device or "")
     started, started_wall = time.monotonic(), time.time()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures: dict[Future, _Job] = {pool.submit(_run_job, job): job for job in jobs}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
+                             initargs=(os.getpid(), device_queue)) as pool:
+        futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
         pending = set(futures)
         try:
             while pending:
@@ -148,23 +126,26 @@ def _run_in_pool(
                         f"elapsed; training: {where or 'starting'}")
                 for future in done:
                     try:
-                        error = future.result()
+                        outcome = future.result()
                     except Exception as exc:  # the worker process died (e.g. out of memory)
-                        error = f"worker process failed: {type(exc).__name__}: {exc}"
-                    yield futures[future], error
+                        outcome = Outcome("failed", f"worker process failed: {type(exc).__name__}: {exc}")
+                    yield futures[future], outcome
         except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): stop the workers' cells now rather than wait for them.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 
-def _started_since(job: _Job, wall_time: float) -> bool:
+def _started_since(job: Job, wall_time: float) -> bool:
     try:
         return (job.run_dir / CELL_FILE).stat().st_mtime >= wall_time
     except OSError:
         return False
 
 
-def _epochs_done(job: _Job) -> int:
+def _epochs_done(job: Job) -> int:
     """Epochs the cell has logged so far (metrics.csv: a header, then one row per epoch)."""
     try:
         with open(job.run_dir / "metrics.csv", "rb") as handle:
@@ -182,9 +163,10 @@ def _cell_line(row: ResultRow) -> str:
 
 
 def _write_tables(out_dir: Path, expected: dict[str, str], method_order: list[str]) -> Path:
-    rows = collect_results(out_dir, expected)
-    results = write_results_csv(rows, out_dir / RESULTS_FILE)
-    write_summary(rows, out_dir / SUMMARY_FILE, method_order)
+    with tables_lock(out_dir):  # shards sharing out_dir: the last writer sees every finished cell
+        rows = collect_results(out_dir, expected)
+        results = write_results_csv(rows, out_dir / RESULTS_FILE)
+        write_summary(rows, out_dir / SUMMARY_FILE, method_order)
     return results
 
 
@@ -195,7 +177,8 @@ def _write_plot(results_csv: Path, out_dir: Path, log: Callable[[str], None]) ->
         log(f"no {PLOT_FILE}: filterprior.figures.plots is not available ({exc})")
         return
     try:
-        plot_accuracy_vs_size(results_csv, out_dir / PLOT_FILE)
+        with tables_lock(out_dir):
+            plot_accuracy_vs_size(results_csv, out_dir / PLOT_FILE)
     except Exception as exc:  # the tables are written; a plotting bug must not hide that
         log(f"no {PLOT_FILE}: plotting failed: {type(exc).__name__}: {exc}")
 
@@ -212,32 +195,51 @@ def run_study(
     progress: bool = True,
     methods_file: str | Path | None = None,
     epochs_by_size: dict[int, int] | None = None,
+    overwrite: bool = False,
+    command_line_keys: Sequence[str] = (),
+    workers_per_device: int | None = None,
 ) -> Path:
     """Train every unfinished cell of this shard; write results.csv, summary.md, accuracy.png.
 
     Returns the path of results.csv. Raises StudyFailed (after writing the tables) if any cell failed.
+    Raises changes.CellsChanged (a UserError; nothing written) when finished cells of the grid were run
+    with another config, unless overwrite=True: then this shard's changed cells are retrained.
     With the real engine, the data and models are checked first (UserError before anything is written).
     train_fn defaults to filterprior.train.engine.train; with workers > 1 it must be picklable (a
-    module-level function).
+    module-level function). command_line_keys: config keys in base_cfg given on the command line; they
+    beat a method's own value for the key (grid.cell_config). workers_per_device: K workers on each
+    visible CUDA GPU (ignored without one).
     """
     out_dir = Path(out_dir)
     chosen = select_methods(load_methods(methods_file), methods)
     method_order = [m.name for m in chosen]
     grid = build_grid(list(sizes), chosen, list(split_seeds))
     mine = shard_cells(grid, shard)
+    _check_epochs_by_size(epochs_by_size, sizes)
+    gpus = visible_gpus()
+    if workers_per_device is not None:
+        _check_positive_int("workers_per_device", workers_per_device)
+        workers = workers_for(workers_per_device, gpus, workers)
     if workers is None:
         workers = default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UserError(f"workers {workers!r} is not valid: expected an integer >= 1")
+    _check_positive_int("workers", workers)
 
-    configs = {cell: cell_config(base_cfg, cell, epochs_by_size) for cell in grid}
+    configs = {cell: cell_config(base_cfg, cell, epochs_by_size, command_line_keys) for cell in grid}
     hashes = {cell: cell_hash(cfg) for cell, cfg in configs.items()}
     expected = {cell.rel_dir.as_posix(): hashes[cell] for cell in grid}
 
-    todo = [cell for cell in mine if not _is_finished(out_dir, cell, hashes[cell])]
+    states = {cell: cell_state(out_dir / cell.rel_dir, hashes[cell]) for cell in grid}
+    changed = [cell for cell in grid if states[cell] == CHANGED]
+    if changed and not overwrite:
+        raise CellsChanged(out_dir, [_changed_cell(out_dir, cell, configs[cell]) for cell in changed])
+
+    candidates = [cell for cell in mine if states[cell] != FINISHED]
+    busy = [cell for cell in candidates if locked_elsewhere(out_dir / cell.rel_dir)]
+    todo = [cell for cell in candidates if cell not in busy]
     workers = max(1, min(workers, len(todo)))
     threads = base_cfg.threads if base_cfg.threads is not None else threads_per_worker(workers)
-    jobs = [_make_job(out_dir, cell, configs[cell], hashes[cell], threads, train_fn) for cell in todo]
+    jobs = [_make_job(out_dir, cell, configs[cell], hashes[cell], threads, train_fn, states[cell] == CHANGED)
+            for cell in todo]
     if train_fn is None and jobs:  # what the engine needs; a given train_fn may need neither data nor model
         check_configs([job.cfg for job in jobs])  # one clear error now, not one per cell, nothing written
 
@@ -245,56 +247,137 @@ def run_study(
 
     bar = tqdm(total=len(jobs), desc="study", unit="cell", disable=not (progress and sys.stdout.isatty()))
     log = tqdm.write if progress else (lambda _message: None)
+    note = tqdm.write  # notes about the input are shown even without progress (--quiet): nothing silently ignored
+    for line in _precedence_notes(chosen, command_line_keys):
+        note(line)
+    if workers_per_device is not None and gpus == 0:
+        note("note: no CUDA GPU is visible, so --workers-per-device changes nothing here")
+    devices = worker_devices(workers, gpus) if workers > 1 else []
     shard_note = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
+    replaced = sum(states[cell] == CHANGED for cell in todo)
     log(
-        f"study {out_dir}{shard_note}: {len(mine)} cells, {len(mine) - len(jobs)} already finished, "
-        f"{len(jobs)} to run with {workers} worker(s) x {threads} thread(s)"
+        f"study {out_dir}{shard_note}: {len(mine)} cells, {sum(states[c] == FINISHED for c in mine)} already "
+        f"finished, {len(jobs)} to run with {workers} worker(s) x {threads} thread(s)"
+        + (f" on {', '.join(sorted(set(d for d in devices if d)))}" if any(devices) else "")
+        + (f"; {replaced} finished cell(s) of another config replaced (--overwrite)" if replaced else "")
     )
+    if busy:
+        log(f"{len(busy)} cell(s) running in another study process, skipped: {_labels(busy)}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    _record_recipes(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs)
     failures: list[tuple[str, str]] = []
-    runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers, log)
+    elsewhere: list[str] = [cell.label for cell in busy]
+    runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers, log, devices)
     try:
-        for job, error in runner:
-            if error is None:
-                row = read_finished_cell(job.run_dir, out_dir)
-                log(_cell_line(row) if row is not None else f"{job.label}: finished")
-            else:
-                failures.append((job.label, error))
-                log(f"FAILED {job.label}: {error} (traceback in {job.run_dir / ERROR_FILE})")
-            _write_tables(out_dir, expected, method_order)
-            bar.update(1)
+        with _sigterm_as_interrupt():
+            for job, outcome in runner:
+                if outcome.status == "done":
+                    row = read_finished_cell(job.run_dir, out_dir)
+                    log(_cell_line(row) if row is not None else f"{job.label}: finished")
+                elif outcome.status == "busy":
+                    elsewhere.append(job.label)
+                    log(f"{job.label}: running in another study process, skipped")
+                elif outcome.status == "finished":
+                    log(f"{job.label}: finished meanwhile by another study process")
+                else:
+                    failures.append((job.label, outcome.error or "failed"))
+                    log(f"FAILED {job.label}: {outcome.error}")
+                _write_tables(out_dir, expected, method_order)
+                bar.update(1)
     finally:
+        runner.close()  # an interrupted pool stops its workers now, not when the generator is collected
         bar.close()
 
     results_csv = _write_tables(out_dir, expected, method_order)
     _write_plot(results_csv, out_dir, log)
+    if elsewhere:
+        note(f"note: {len(elsewhere)} cell(s) were running in another study process and are not in the tables "
+            f"yet ({_labels(elsewhere)}); that process adds them when they finish")
     if failures:
         raise StudyFailed(failures, results_csv)
     return results_csv
 
 
-def _is_finished(out_dir: Path, cell: Cell, expected_hash: str) -> bool:
-    run_dir = out_dir / cell.rel_dir
-    if not (run_dir / METRICS_FILE).is_file() or not (run_dir / CELL_FILE).is_file():
-        return False
+def _labels(cells: Sequence[Cell | str], shown: int = 4) -> str:
+    names = [c if isinstance(c, str) else c.label for c in cells]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} {value!r} is not valid: expected an integer >= 1")
+
+
+def _check_epochs_by_size(epochs_by_size: dict[int, int] | None, sizes: Sequence[int]) -> None:
+    unknown = sorted(set(epochs_by_size or {}) - set(sizes))
+    if unknown:
+        raise UserError(
+            f"--epochs-by-size gives epochs for {', '.join(map(str, unknown))} images per class, which "
+            f"--sizes ({','.join(map(str, sizes))}) does not list; expected sizes of the study"
+        )
+
+
+def _precedence_notes(methods: Sequence, command_line_keys: Sequence[str]) -> list[str]:
+    notes = []
+    for method in methods:
+        for key in method_keys_overridden(method, command_line_keys):
+            notes.append(f"note: method {method.name} sets {key} in its methods file; the command line's "
+                         f"{key} is used instead (the command line wins)")
+    return notes
+
+
+def _changed_cell(out_dir: Path, cell: Cell, cfg: TrainConfig) -> ChangedCell:
+    record = read_record(out_dir / cell.rel_dir / CELL_FILE) or {}
+    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(record.get("config"), config_to_dict(cfg)))
+
+
+def _record_recipes(out_dir: Path, finished: Sequence[Cell], configs: dict[Cell, TrainConfig]) -> None:
+    """Add the recipe hash to finished cells recorded before it existed (their config hash matches this
+    study's, so this study's recipe hash is theirs), so the tables keep averaging them with new cells."""
+    for cell in finished:
+        cell_file = out_dir / cell.rel_dir / CELL_FILE
+        record = read_record(cell_file)
+        if record is not None and "recipe_hash" not in record:
+            record["recipe_hash"] = recipe_hash(configs[cell])
+            try:
+                atomic_write_text(cell_file, json.dumps(record, indent=2) + "\n")
+            except OSError:
+                pass  # the tables then show the cell apart from newer ones: never wrongly averaged
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a cluster's time limit) handled as Ctrl-C: workers stopped, 'interrupted' said."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum, _frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        saved = json.loads((run_dir / CELL_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False  # unreadable record: redo rather than trust it
-    return isinstance(saved, dict) and saved.get("config_hash") == expected_hash
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _make_job(
-    out_dir: Path, cell: Cell, cfg: TrainConfig, hash_: str, threads: int, train_fn: TrainFn | None
-) -> _Job:
+    out_dir: Path, cell: Cell, cfg: TrainConfig, hash_: str, threads: int, train_fn: TrainFn | None,
+    replace: bool = False,
+) -> Job:
     run_cfg = dataclasses.replace(cfg, threads=threads, progress=False)
     record = {
         "method": cell.method.name,
         "images_per_class": cell.images_per_class,
         "split_seed": cell.split_seed,
         "config_hash": hash_,
+        "recipe_hash": recipe_hash(cfg),
         "overrides": list(cell.method.overrides),
         "config": config_to_dict(cfg),
     }
-    return _Job(cell.label, run_cfg, out_dir / cell.rel_dir, record, train_fn)
+    return Job(cell.label, run_cfg, out_dir / cell.rel_dir, record, train_fn, replace)
