@@ -7,6 +7,7 @@ so `--help` stays quick. No library module imports this package.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from filterprior import __version__
@@ -44,3 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         resume = getattr(args, "resume_command", None)
         print("interrupted" + (f"; to resume: {resume}" if resume else ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`filterprior bank show X | head -3`): stop quietly, as Unix tools do.
+        # Point stdout at devnull so the interpreter's final flush does not raise a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
