@@ -200,7 +200,8 @@ def test_study_report_is_self_contained_with_the_table(study, tmp_path):
         assert cell in text
     # bank + none start/end + best end + curves and confusion of two runs + the accuracy plot
     assert text.count("data:image/png;base64,") == 9
-    assert "adversarial (best prior): end" in text
+    assert "adversarial (highest mean test accuracy here): end" in text
+    assert "best prior" not in text
     assert "runs/adversarial-n5-s0" in text  # the adversarial run's curves were drawn from its CSV
 
     moved = study / "bank.png.bak"

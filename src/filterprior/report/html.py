@@ -143,7 +143,7 @@ def _run_confusion(page: _Page, run: Path, title: str) -> bytes | None:
 
 
 def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> dict[str, Any] | None:
-    """The smallest size, the best prior there (highest mean test accuracy) and a seed both share."""
+    """The smallest size, the method with the highest mean test accuracy there (a prior or a transfer) and a seed both share."""
     if not rows:
         return None
     size = min(r.images_per_class for r in rows)
@@ -210,11 +210,11 @@ def _study_page(page: _Page) -> str:
             filters.append(figure(page.png_file(runs[BASELINE] / "filters_end.png"), f"{BASELINE}: end"))
         best = chosen["best"]
         if best in runs:
-            filters.append(figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (best prior): end"))
+            filters.append(figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (highest mean test accuracy here): end"))
         if any(filters):
             page.add(f"<h2>First-layer filters</h2><p class=\"note\">{esc(where)}.</p>" + row(filters))
         for method, run in runs.items():
-            label = f"{method}{' (best prior)' if method == best else ''}"
+            label = f"{method}{' (highest mean test accuracy here)' if method == best else ''}"
             metrics = _read_json(page, run / "metrics.json")
             headline = ""
             if metrics and isinstance(metrics.get("test_acc"), (int, float)):

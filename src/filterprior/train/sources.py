@@ -19,5 +19,6 @@ def train_sources(base: TrainConfig, num_sources: int, work: Path, quiet: bool =
             continue
         cfg = apply_overrides(base, [f"seed={seed}"])
         print(f"source {seed + 1}/{num_sources}: training {cfg.model.name} on {cfg.data.dataset} in {run_dir}")
-        train(cfg, run_dir, resume=True, quiet=quiet)
+        # Resume only what an interrupted collect left; a fresh source starts without a 'no checkpoint' note.
+        train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), quiet=quiet)
     return runs
