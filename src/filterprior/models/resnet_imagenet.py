@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from filterprior.models.init import init_conv_bn_fan_out
 from filterprior.models.registry import register_model
 
 
@@ -60,12 +61,7 @@ class ResNetImageNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(512, num_classes)
         # torchvision's init; the fc keeps torch's default (as torchvision's does).
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_bn_fan_out(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
