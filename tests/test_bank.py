@@ -224,7 +224,6 @@ def test_bundled_network_bank_rebuilds_filternet_s2():
 
 
 def test_show_bank_draws_a_picture(tmp_path):
-    pytest.importorskip("filterprior.figures.filters")
     path = save_bank(random_bank(), tmp_path / "bank.safetensors")
     text = show_bank(path, tmp_path / "bank.png", count=16)
     assert (tmp_path / "bank.png").stat().st_size > 0

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Sequence
 
 from filterprior.config import TrainConfig, config_to_dict
 from filterprior.errors import UserError
+from filterprior.figures.plots import plot_accuracy_vs_size
 from filterprior.study.grid import (
     DEFAULT_SIZES,
     DEFAULT_SPLIT_SEEDS,
@@ -171,11 +172,6 @@ def _write_tables(out_dir: Path, expected: dict[str, str], method_order: list[st
 
 
 def _write_plot(results_csv: Path, out_dir: Path, log: Callable[[str], None]) -> None:
-    try:
-        from filterprior.figures.plots import plot_accuracy_vs_size
-    except ImportError as exc:
-        log(f"no {PLOT_FILE}: filterprior.figures.plots is not available ({exc})")
-        return
     try:
         with tables_lock(out_dir):
             plot_accuracy_vs_size(results_csv, out_dir / PLOT_FILE)
