@@ -27,7 +27,6 @@ from typing import Callable, Iterator, Sequence
 
 from filterprior.config import TrainConfig, config_to_dict
 from filterprior.errors import UserError
-from filterprior.figures.plots import plot_accuracy_vs_size
 from filterprior.study.grid import (
     DEFAULT_SIZES,
     DEFAULT_SPLIT_SEEDS,
@@ -172,6 +171,9 @@ def _write_tables(out_dir: Path, expected: dict[str, str], method_order: list[st
 
 
 def _write_plot(results_csv: Path, out_dir: Path, log: Callable[[str], None]) -> None:
+    # Imported here, not at the top: worker processes import this module, and matplotlib would slow each start.
+    from filterprior.figures.plots import plot_accuracy_vs_size
+
     try:
         with tables_lock(out_dir):
             plot_accuracy_vs_size(results_csv, out_dir / PLOT_FILE)
