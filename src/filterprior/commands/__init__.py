@@ -11,12 +11,13 @@ import os
 import sys
 
 from filterprior import __version__
-from filterprior.commands import augment_preview, bank, collect, demo, eval, models, report, study, summary, train
+from filterprior.commands import (augment_preview, bank, collect, demo, eval, models, predict, report, study, summary,
+                                 train)
 from filterprior.commands.common import Parser
 from filterprior.errors import UserError
 
 # In the order `--help` lists them.
-COMMANDS = (train, augment_preview, eval, models, summary, collect, bank, study, report, demo)
+COMMANDS = (train, augment_preview, eval, predict, models, summary, collect, bank, study, report, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

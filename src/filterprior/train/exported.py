@@ -26,6 +26,20 @@ def _run_config(path: Path) -> dict[str, Any]:
     return run_cfg if isinstance(run_cfg, dict) else {}
 
 
+def weights_metadata_path(path: Path) -> Path:
+    """The weights.json that holds a run directory's or a .safetensors file's metadata."""
+    return (path / "weights.json") if path.is_dir() else path.with_suffix(".json")
+
+
+def run_tta(path: Path, tta: str | None) -> str:
+    """The test-time augmentation to use: `tta` when given, else the run's own (config.yaml), else none."""
+    run_cfg = _run_config(path / "config.yaml") if path.is_dir() else {}
+    tta = tta or run_cfg.get("tta") or "none"
+    if tta not in TTA_MODES:
+        raise UserError(f"{path / 'config.yaml'}: tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
+    return tta
+
+
 def load_exported_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The model that a run directory or exported .safetensors file holds (on the CPU), with its metadata."""
     from filterprior.models import create_model
@@ -47,13 +61,10 @@ def evaluate_path(path: str | Path, dataset: str | None = None, root: str | None
 
     path = Path(path)
     model, meta = load_exported_model(path)
-    weights_json = (path / "weights.json") if path.is_dir() else path.with_suffix(".json")
-    image_size = check_image_size(meta.get("image_size", 32), f"{weights_json}: image_size")
+    image_size = check_image_size(meta.get("image_size", 32), f"{weights_metadata_path(path)}: image_size")
     run_cfg = _run_config(path / "config.yaml") if path.is_dir() else {}
     data_cfg = run_cfg.get("data") if isinstance(run_cfg.get("data"), dict) else {}
-    tta = tta or run_cfg.get("tta") or "none"
-    if tta not in TTA_MODES:
-        raise UserError(f"{path / 'config.yaml'}: tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
+    tta = run_tta(path, tta)
     dataset = dataset or data_cfg.get("dataset") or meta.get("dataset")
     if not dataset:
         raise UserError(f"{path}: no dataset recorded; pass --data")
