@@ -124,12 +124,12 @@ def test_bank_from_state_dicts_stacks_networks():
 
 
 def write_run(run_dir, net: nn.Module, seed: int, acc: float, model: str = "toy", classes=("a", "b"),
-              dataset: str = "cifar100"):
+              dataset: str = "cifar100", epochs: int = 3):
     run_dir.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(run_dir / "weights.safetensors"))
     (run_dir / "weights.json").write_text(json.dumps({"model": model, "options": {"width": 1}, "classes": list(classes)}))
     (run_dir / "metrics.json").write_text(json.dumps({"test_acc": acc}))
-    cfg = {"seed": seed, "epochs": 3, "data": {"dataset": dataset, "root": "/x"}, "optim": {"lr": 0.1}}
+    cfg = {"seed": seed, "epochs": epochs, "data": {"dataset": dataset, "root": "/x"}, "optim": {"lr": 0.1}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
@@ -192,6 +192,52 @@ def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_pa
     meta = load_bank(out).metadata
     assert meta["source_dataset"] == ["zoo", "apes"] and meta["seeds"] == [0, 2]  # in the order of sources
     assert meta["sources"] == [str(tmp_path / "a"), str(tmp_path / "c")]
+
+
+def test_collect_from_repeated_records_every_source_and_each_recipe(tmp_path, capsys):
+    """`--from A --from B` takes both sources, and sources trained with different recipes keep each one."""
+    from filterprior.commands import main
+
+    for name, seed, acc, epochs in (("a", 0, 0.5, 3), ("b", 1, 0.75, 7)):
+        net = small_net(seed)
+        net(torch.zeros(1, 3, 12, 12))
+        write_run(tmp_path / name, net, seed, acc, epochs=epochs)
+    out = tmp_path / "x.safetensors"
+    assert main(["collect", "-o", str(out), "--from", str(tmp_path / "a"), "--from", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    for meta in (load_bank(out).metadata, json.loads(bank_sidecar_path(out).read_text())):
+        assert meta["sources"] == [str(tmp_path / "a"), str(tmp_path / "b")] and meta["networks"] == 2
+        assert [r["epochs"] for r in meta["recipe"]] == [3, 7]  # one recipe per source, in their order
+        assert meta["source_test_acc"] == [0.5, 0.75]
+
+
+def test_bank_show_shows_what_the_sidecar_holds_and_checks_it(tmp_path, capsys):
+    from filterprior.commands import main
+
+    for name, seed, acc, epochs in (("a", 0, 0.5, 3), ("b", 1, 0.75, 7)):
+        net = small_net(seed)
+        net(torch.zeros(1, 3, 12, 12))
+        write_run(tmp_path / name, net, seed, acc, epochs=epochs)
+    out = tmp_path / "x.safetensors"
+    collect_bank([tmp_path / "a", tmp_path / "b"], ["0"], out)
+    show = ["bank", "show", str(out), "--picture", str(tmp_path / "x.png")]
+    assert main(show) == 0
+    text = capsys.readouterr().out
+    assert f"{tmp_path / 'a' / 'weights.safetensors'}: seed 0, test acc 0.5000, data cifar100" in text
+    assert f"{tmp_path / 'b' / 'weights.safetensors'}: seed 1, test acc 0.7500" in text
+    assert f"recipe of {tmp_path / 'a' / 'weights.safetensors'}: epochs=3 optim.lr=0.1 data.dataset=cifar100" in text
+    assert f"recipe of {tmp_path / 'b' / 'weights.safetensors'}: epochs=7" in text
+    assert f"full metadata (whole recipes): {bank_sidecar_path(out)}" in text
+    sidecar = json.loads(bank_sidecar_path(out).read_text())
+    sidecar["seeds"] = [5, 6]  # edited by hand: named, and the bank's own metadata still shown
+    bank_sidecar_path(out).write_text(json.dumps(sidecar))
+    assert main(show) == 0
+    text = capsys.readouterr().out
+    assert f"sidecar {bank_sidecar_path(out)} differs from the metadata stored inside the bank in seeds" in text
+    assert "seed 0, test acc 0.5000" in text
+    bank_sidecar_path(out).unlink()
+    assert main(show) == 0
+    assert f"no metadata sidecar {bank_sidecar_path(out)}" in capsys.readouterr().out
 
 
 def test_collect_needs_at_least_one_source_to_train(tmp_path, capsys):

@@ -233,7 +233,32 @@ def default_bank_path(model_name: str | None, networks: bool = False) -> Path | 
 # ------------------------------------------------------------------------------------ showing
 
 
-def describe_bank(bank: FilterBank) -> str:
+# What `bank show` prints of a source recipe (dotted keys of the run config), in this order.
+RECIPE_KEYS = ("epochs", "batch_size", "optim.name", "optim.lr", "optim.schedule", "optim.weight_decay",
+               "optim.label_smoothing", "prior.name", "data.dataset", "data.images_per_class", "data.policy",
+               "data.crop_padding", "data.flip", "data.cutout")
+
+
+def _per_source(value: Any, n: int) -> list[Any]:
+    """A metadata entry that is one value for all sources, or a list with one per source, as n values."""
+    return list(value) if isinstance(value, list) and len(value) == n else [value] * n
+
+
+def recipe_line(recipe: Mapping[str, Any]) -> str:
+    """The recipe's main keys as `key=value` (the whole recipe is in the bank's JSON sidecar)."""
+    parts = []
+    for key in RECIPE_KEYS:
+        value: Any = recipe
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None:
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or "(no known keys)"
+
+
+def describe_bank(bank: FilterBank, sidecar_note: str | None = None) -> str:
+    """Summary: what the bank holds, where it came from (each source run with its seed, test accuracy
+    and dataset; the recipe, one line per distinct recipe), and its layers."""
     meta = bank.metadata
     accs = [a for a in meta.get("source_test_acc") or [] if isinstance(a, (int, float))]
     acc = f", source test acc {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else ""
@@ -243,6 +268,25 @@ def describe_bank(bank: FilterBank) -> str:
         f"{meta.get('networks', '?')} network{'' if meta.get('networks') == 1 else 's'}, seeds {meta.get('seeds', '?')}{acc}",
         f"  created {meta.get('created', '?')}",
     ]
+    sources = meta.get("sources")
+    if isinstance(sources, list) and sources:
+        n = len(sources)
+        lines.append("  sources:")
+        for path, seed, test_acc, dataset in zip(sources, _per_source(meta.get("seeds"), n),
+                                                 _per_source(meta.get("source_test_acc"), n),
+                                                 _per_source(meta.get("source_dataset"), n)):
+            acc_text = f"{test_acc:.4f}" if isinstance(test_acc, (int, float)) else "?"
+            lines.append(f"    {path}: seed {seed if seed is not None else '?'}, test acc {acc_text}, "
+                         f"data {dataset if dataset is not None else '?'}")
+    recipes = meta.get("recipe")
+    if isinstance(recipes, Mapping):
+        lines.append(f"  recipe: {recipe_line(recipes)}")
+    elif isinstance(recipes, list):  # the sources' recipes differ: one per source, in the order of sources
+        labels = [str(p) for p in sources] if isinstance(sources, list) and len(sources) == len(recipes) \
+            else [f"source {i}" for i in range(len(recipes))]
+        for label, recipe in zip(labels, recipes):
+            text = recipe_line(recipe) if isinstance(recipe, Mapping) else "unknown (not a run directory)"
+            lines.append(f"  recipe of {label}: {text}")
     for name, entry in bank.layers.items():
         f, s = entry["filters"], entry["slices"]
         n, cin, kh, kw = f.shape
@@ -251,7 +295,27 @@ def describe_bank(bank: FilterBank) -> str:
             f"mean slice norm {s.flatten(1).norm(dim=1).mean().item():.4f}"
             + (", with each filter's BatchNorm" if name in bank.norms else "")
         )
+    if sidecar_note:
+        lines.append(f"  {sidecar_note}")
     return "\n".join(lines)
+
+
+def sidecar_note(path: str | Path, bank: FilterBank) -> str:
+    """Where the full metadata is for people (the JSON sidecar), or what is wrong with the sidecar: the
+    metadata stored inside the bank is the one used, so a sidecar edited or replaced by hand is named."""
+    sidecar = bank_sidecar_path(path)
+    if not sidecar.is_file():
+        return f"no metadata sidecar {sidecar} (the metadata stored inside the bank is shown)"
+    try:
+        side = read_json(sidecar, "bank metadata")
+    except UserError as exc:
+        return f"the sidecar is unreadable, ignored: {exc}"
+    inside = json.loads(json.dumps(bank.metadata, default=str))  # as JSON stores it (tuples as lists)
+    differ = sorted(k for k in set(side) | set(inside) if side.get(k) != inside.get(k))
+    if differ:
+        return (f"sidecar {sidecar} differs from the metadata stored inside the bank in {', '.join(differ)}; "
+                "the bank's own metadata is shown and used")
+    return f"full metadata (whole recipes): {sidecar}"
 
 
 def show_bank(
@@ -271,7 +335,7 @@ def show_bank(
     count = min(count, bank.kernels(layer, view).shape[0])
     kernels = bank.sample(layer, count, view, torch.Generator().manual_seed(seed))
     plot_filter_grid(kernels, picture_path, title=f"{Path(path).name}: {layer}", max_kernels=count)
-    return describe_bank(bank)
+    return describe_bank(bank, sidecar_note(path, bank))
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -106,7 +106,8 @@ def collect_bank(
         "source_dataset": _single_or_each([info.get("dataset") for info in infos]),
         "seeds": [info.get("seed") for info in infos],
         "source_test_acc": [info.get("test_acc") for info in infos],
-        "recipe": infos[0].get("recipe"),
+        # one recipe when every source shares it, else one per source (None: not a run directory)
+        "recipe": _single_or_each([info.get("recipe") for info in infos]),
         "sources": [str(p) for p in paths],
     }
     found.update({k: v for k, v in (metadata or {}).items() if v is not None})  # None: "not known here"

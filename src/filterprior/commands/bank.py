@@ -9,8 +9,10 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("bank", help="inspect a filter bank")
     bank_sub = p.add_subparsers(dest="bank_command", metavar="ACTION", required=True)
-    show = bank_sub.add_parser("show", help="summary and a picture of sample kernels")
-    show.add_argument("bank", help="bank file (.safetensors with its .json beside it)")
+    show = bank_sub.add_parser("show", help="summary (sources, their accuracy, recipe, layers) and a picture of "
+                               "sample kernels")
+    show.add_argument("bank", help="bank file (.safetensors; its metadata is stored inside it and repeated in the "
+                      ".json sidecar beside it, which show checks against it)")
     show.add_argument("--picture", help="where to write the picture (default: the bank's name with .png, in the current directory)")
     show.set_defaults(func=run)
 

@@ -20,8 +20,10 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("collect", help="build a filter bank from source models (trained here or given)",
                             intermixed=True)
     parser.add_argument("-o", "--output", required=True, help="bank file to write (.safetensors; a .json sidecar is written beside it)")
-    parser.add_argument("--from", dest="sources", nargs="+", metavar="PATH",
-                        help="take existing run directories or weights.safetensors files instead of training")
+    # extend: `--from A --from B` takes both (a plain nargs="+" option keeps only the last)
+    parser.add_argument("--from", dest="sources", nargs="+", action="extend", metavar="PATH",
+                        help="take existing run directories or weights.safetensors files instead of training "
+                        "(several after one --from, or --from repeated)")
     parser.add_argument("--num-sources", type=int, default=5, help="source models to train (seeds 0..K-1; default 5)")
     parser.add_argument("--layers", default="", help="comma-separated conv layer names (default: every conv layer)")
     parser.add_argument("--half", action="store_true",
