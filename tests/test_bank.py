@@ -269,6 +269,28 @@ def test_bundled_network_bank_rebuilds_filternet_s2():
     assert list(filled) == ["0", "3", "6", "9"] and all(t.endswith("with its BatchNorm") for t in filled.values())
 
 
+def test_network_mode_refuses_a_first_layer_bank_unless_the_layers_are_named(tmp_path):
+    """A first-layer bank in network mode used to fill layer 0 alone and leave every other layer at random."""
+    from filterprior.models import create_model
+    from filterprior.banks import init_from_bank
+
+    first_layer = default_bank_path("filternet-s2")  # the bundled bank of layer 0 only
+    model = create_model("filternet-s2", num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UserError) as refused:
+        init_from_bank(model, load_bank(first_layer), [], torch.Generator(), mode="network")
+    message = str(refused.value)
+    assert str(first_layer) in message and "needs a whole-network bank" in message
+    assert "only the layers 0 of the model's conv layers 0, 3, 6, 9" in message
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # nothing changed
+    # Named layers: exactly those are copied, from one network, and the rest is left alone.
+    bank = load_bank(first_layer)
+    filled = init_from_bank(model, bank, ["0"], torch.Generator().manual_seed(0), mode="network")
+    source = int(filled["0"].split("network ")[1].split()[0])
+    assert list(filled) == ["0"] and torch.equal(model[0].weight, bank.filters("0")[64 * source:64 * (source + 1)])
+    assert torch.equal(model[3].weight, before["3.weight"])
+
+
 def test_show_bank_draws_a_picture(tmp_path):
     path = save_bank(random_bank(), tmp_path / "bank.safetensors")
     text = show_bank(path, tmp_path / "bank.png", count=16)

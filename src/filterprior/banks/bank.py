@@ -56,6 +56,7 @@ class FilterBank:
             self.norms[name] = {key: entry[key].detach().to(torch.float32).contiguous() for key in NORM_KEYS}
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.metadata.setdefault("layers", list(self.layers))
+        self.path: Path | None = None  # the file it was loaded from (load_bank sets it), for messages
         self.metadata["content_hash"] = self.content_hash()
 
     @property
@@ -77,6 +78,10 @@ class FilterBank:
                 digest.update(self.norms[name][key].cpu().numpy().tobytes())
         return digest.hexdigest()
 
+    def describe_source(self) -> str:
+        """How messages name the bank: its file when it was loaded from one, else its content hash."""
+        return f"filter bank {self.path}" if self.path else f"filter bank {self.metadata['content_hash'][:12]}"
+
     def rounded(self, dtype: torch.dtype) -> "FilterBank":
         """This bank as it reads back after being stored in `dtype` (its hash recomputed); float32: itself."""
         if dtype == torch.float32:
@@ -94,6 +99,7 @@ class FilterBank:
         }
         moved.norms = {name: {key: t.to(device) for key, t in entry.items()} for name, entry in self.norms.items()}
         moved.metadata = dict(self.metadata)
+        moved.path = self.path
         return moved
 
     def kernels(self, layer: str, view: str = "slice") -> torch.Tensor:
@@ -203,6 +209,7 @@ def load_bank(path: str | Path) -> FilterBank:
             f"filter bank {path} is corrupt: its content hash is {bank.metadata['content_hash'][:12]}..., "
             f"the metadata says {expected[:12]}..."
         )
+    bank.path = path
     return bank
 
 

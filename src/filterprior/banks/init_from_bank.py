@@ -40,7 +40,9 @@ def init_from_bank(
     its current weights (call this on a freshly built model: that is its default init), keeping the
     bank's relative kernel scales but the activation scale the rest of the network was built for.
     `network` mode (see the module's docstring): no layer names mean every conv layer the bank holds
-    by name; the network is drawn with `generator`; the BatchNorm after each conv is filled too when the
+    by name, and the bank must then hold every conv layer of the model (a first-layer bank would
+    otherwise fill layer 0 alone and leave the rest at random: that is an error; name the layers in
+    `layers` to copy only those); the network is drawn with `generator`; the BatchNorm after each conv is filled too when the
     bank holds it. `freeze` (none | first | all) stops gradients to the first / every filled conv, and
     a BatchNorm filled from the bank is frozen with it (FrozenBatchNorm2d: the source's statistics).
     """
@@ -50,8 +52,8 @@ def init_from_bank(
         raise UserError(f"prior.init_mode: {mode!r} is not an init mode; expected one of {', '.join(INIT_MODES)}")
     copied_norms: dict[str, nn.Module] = {}  # layer -> its BatchNorm, filled from the bank with its filters
     if mode == "network":
-        chosen = _network_layers(model, bank, layers)
         networks = _network_count(bank)
+        chosen = _network_layers(model, bank, layers)
         source = int(torch.randint(networks, (1,), generator=generator))
         norms = _affine_norms(model)
         filled = {}
@@ -122,15 +124,21 @@ def apply_init_from_bank(
 
 
 def _network_layers(model: nn.Module, bank: FilterBank, layers: Sequence[str]) -> list[tuple[str, nn.Conv2d]]:
+    """The layers given by name, else every conv layer of the model, each of which the bank must hold."""
     if layers:
         return select_layers(model, layers)
-    chosen = [(name, conv) for name, conv in conv_layers(model) if name in bank.layers]
-    if not chosen:
+    convs = conv_layers(model)
+    missing = [name for name, _ in convs if name not in bank.layers]
+    if missing:
+        held = [name for name, _ in convs if name in bank.layers]
         raise UserError(
-            "prior.init_mode=network: no conv layer of the model has a namesake in the bank (bank layers: "
-            + ", ".join(bank.layer_names) + "); collect the bank from this architecture or set prior.init_layers"
+            f"prior.init_mode=network copies a whole source network, but {bank.describe_source()} holds "
+            f"{'only the layers ' + ', '.join(held) if held else 'none of the layers'} of the model's conv "
+            f"layers {', '.join(name for name, _ in convs)} (bank layers: {', '.join(bank.layer_names)}); "
+            "network mode needs a whole-network bank (`filterprior collect` without --layers, e.g. the "
+            "bundled <model>-cifar100-networks banks), or set prior.init_layers to the layers to copy"
         )
-    return chosen
+    return convs
 
 
 def _network_count(bank: FilterBank) -> int:
