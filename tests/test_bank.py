@@ -294,7 +294,10 @@ def test_network_mode_refuses_a_first_layer_bank_unless_the_layers_are_named(tmp
 def test_show_bank_draws_a_picture(tmp_path):
     path = save_bank(random_bank(), tmp_path / "bank.safetensors")
     text = show_bank(path, tmp_path / "bank.png", count=16)
-    assert (tmp_path / "bank.png").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "bank.png") as picture:  # a whole PNG, drawn at a visible size
+        assert picture.format == "PNG" and min(picture.size) >= 100
     assert "conv1: 10 filters" in text
 
 

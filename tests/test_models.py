@@ -210,7 +210,9 @@ def test_register_model_rejects_a_duplicate_name() -> None:
 def test_in_channels_option() -> None:
     model = create_model("mynet-small", in_channels=1)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
-    assert flops_per_image(model) > 0  # the dummy image follows the first conv's in_channels
+    # the dummy image follows the first conv's in_channels: two input channels fewer take off exactly
+    # their share of the first conv (8 filters of 5x5 at 28x28 outputs, 2 FLOPs a multiply-add)
+    assert flops_per_image(create_model("mynet-small")) - flops_per_image(model) == 2 * 2 * 8 * 5 * 5 * 28 * 28
 
 
 def test_flops_are_positive_and_leave_training_mode_alone() -> None:
