@@ -128,11 +128,15 @@ def _network_layers(model: nn.Module, bank: FilterBank, layers: Sequence[str]) -
     if layers:
         return select_layers(model, layers)
     convs = conv_layers(model)
+    for name, conv in convs:  # a bank of another architecture is named as such first (shapes differ)
+        if name in bank.layers:
+            bank.match_layer(name, tuple(conv.weight.shape), "filter")
     missing = [name for name, _ in convs if name not in bank.layers]
     if missing:
         held = [name for name, _ in convs if name in bank.layers]
+        source_model = f" (of {bank.metadata['model']})" if bank.metadata.get("model") else ""
         raise UserError(
-            f"prior.init_mode=network copies a whole source network, but {bank.describe_source()} holds "
+            f"prior.init_mode=network copies a whole source network, but {bank.describe_source()}{source_model} holds "
             f"{'only the layers ' + ', '.join(held) if held else 'none of the layers'} of the model's conv "
             f"layers {', '.join(name for name, _ in convs)} (bank layers: {', '.join(bank.layer_names)}); "
             "network mode needs a whole-network bank (`filterprior collect` without --layers, e.g. the "
