@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The shared CIFAR archives beside the checkout, when present (see README: data root).
 export FILTERPRIOR_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: demo test setup clean
+.PHONY: demo test test-fast setup clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The quick tier while working: every test not marked slow (see CONTRIBUTING: test tiers).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) demo_out

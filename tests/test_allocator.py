@@ -40,6 +40,7 @@ def _faults(mode: str, **env: str) -> tuple[bool, int]:
     return out[0] == "True", int(out[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="the allocator setting is glibc's")
 def test_kept_memory_is_reused_without_page_faults():
     tuned, kept = _faults("keep")
@@ -49,6 +50,7 @@ def test_kept_memory_is_reused_without_page_faults():
     assert kept < 2 * PAGES  # tuned: settled, at most one stray round
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="the allocator setting is glibc's")
 def test_filterprior_malloc_default_leaves_glibc_alone():
     tuned, faults = _faults("keep", FILTERPRIOR_MALLOC="default")

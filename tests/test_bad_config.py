@@ -224,3 +224,25 @@ def test_eval_of_a_run_with_a_broken_config_names_it(finished_run, tmp_path, cap
     (run / "config.yaml").write_text("data: [unclosed\n")
     err = fails(capsys, "eval", str(run))
     assert f"run config {run / 'config.yaml'} is not valid YAML" in err
+
+
+def test_unknown_config_key_lists_valid_keys(capsys):
+    assert main(["train", "--data", "mini", "optim.learning_rate=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.learning_rate" in err and "optim.lr" in err
+
+
+def test_wrong_value_type_names_the_key():
+    with pytest.raises(UserError, match="'epochs'"):
+        apply_overrides(TrainConfig(), ["epochs=many"])
+
+
+def test_yaml_config_with_unknown_key_names_the_file(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  lr: 0.1\n  momentun: 0.9\n")
+    code = main(["train", "--config", str(path), "--data", "mini", "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and err.count("\n") == 1  # one line, the file first
+    assert "unknown config key 'optim.momentun'" in err and "optim.momentum" in err
+    assert not (tmp_path / "run").exists()

@@ -36,13 +36,8 @@ def shared_data() -> Path | None:
     return None
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own empty cache dir and no ambient data root."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("FILTERPRIOR_CACHE", str(path))
-    monkeypatch.delenv("FILTERPRIOR_DATA", raising=False)
-    return path
+# Every test gets its own empty cache dir and no ambient data root (conftest.py).
+pytestmark = pytest.mark.usefixtures("cache")
 
 
 # ------------------------------------------------------------------------------------- image folders

@@ -27,13 +27,8 @@ from filterprior.errors import UserError
 MiB = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own empty cache dir and no ambient data root."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("FILTERPRIOR_CACHE", str(path))
-    monkeypatch.delenv("FILTERPRIOR_DATA", raising=False)
-    return path
+# Every test gets its own empty cache dir and no ambient data root (conftest.py).
+pytestmark = pytest.mark.usefixtures("cache")
 
 
 def colour(cls: int, i: int) -> tuple[int, int, int]:
@@ -123,6 +118,7 @@ def trained_run(tmp_path_factory):
     return base, folder, env, done.stdout
 
 
+@pytest.mark.slow
 def test_run_records_its_data_and_eval_checks_it(trained_run, tmp_path, monkeypatch):
     base, folder, env, _ = trained_run
     run = base / "run"

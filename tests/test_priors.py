@@ -154,6 +154,7 @@ def test_warmup_ramps_lambda():
 # ------------------------------------------------------------------------------------------ adversarial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("generator_label", [1.0, 0.0], ids=["right-label", "seed-port-bug"])
 def test_adversarial_prior_pulls_kernels_toward_the_bank(generator_label):
     torch.manual_seed(1)

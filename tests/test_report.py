@@ -305,6 +305,7 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(study, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not on PATH (apt-get install -y chromium)")

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ARGS = ["--data", "mini", "--model", "simplecnn", "--images-per-class", "2", "threads=1",
         "filter_pictures=false", "progress=false"]
 
@@ -22,6 +24,7 @@ def _unfinished_run(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_an_unfinished_run_is_not_replaced_without_being_asked(tmp_path):
     out = _unfinished_run(tmp_path)
     config_before = (out / "config.yaml").read_bytes()
@@ -34,6 +37,7 @@ def test_an_unfinished_run_is_not_replaced_without_being_asked(tmp_path):
     assert (out / "checkpoint.pt").read_bytes() == checkpoint_before
 
 
+@pytest.mark.slow
 def test_overwrite_starts_afresh_and_deletes_only_run_directories(tmp_path):
     out = _unfinished_run(tmp_path)
     proc = _train(tmp_path, "--out", str(out), "--epochs", "1", "--overwrite", "--quiet")

@@ -34,6 +34,7 @@ class _Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_with_randaugment_mixing_and_ema_ends_like_an_uninterrupted_run(tmp_path):
     """The sibling of the SIGKILL test for the strong recipe, in one process: stopped after epoch 2's
     checkpoint, resumed, it must end where the uninterrupted run ends (weights, EMA, test metrics)."""

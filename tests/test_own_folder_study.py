@@ -1,4 +1,5 @@
-"""End to end as a user would: the offline demo, and a study on one's own image folder with the bundled bank."""
+"""A study on one's own image folder with the bundled bank, end to end as a user would run it, and folders
+a classifier cannot use stopping it before any cell."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def make_folder(root, classes=("cats", "dogs", "owls"), per_class=12):
     return root
 
 
+@pytest.mark.slow
 def test_study_on_own_folder_with_the_bundled_bank(tmp_path, capsys):
     data = make_folder(tmp_path / "pets")
     out = tmp_path / "study"
@@ -63,35 +65,6 @@ def test_study_on_own_folder_with_the_bundled_bank(tmp_path, capsys):
     assert (out / "bank.png").is_file()  # the report shows the bank beside the runs' filters
     assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
     assert (tmp_path / "report.html").stat().st_size > 10_000
-
-
-def test_demo_runs_offline_and_writes_the_report(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--epochs", "3"]) == 0
-    printed = capsys.readouterr().out
-    assert "report:" in printed and "| none |" in printed
-    for name in ("report.html", "bank.png", "results.csv", "summary.md"):
-        assert (out / name).is_file(), name
-    html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "http://" not in html
-
-
-def explode(cfg, run_dir, resume=False, quiet=False):
-    raise RuntimeError("boom")
-
-
-def test_a_failed_demo_run_is_one_error_line(tmp_path, capsys, monkeypatch):
-    assert main(["demo", "--out", str(tmp_path / "d0"), "--epochs", "-1"]) == 2
-    assert "demo --epochs -1 is not valid: expected 1 or more" in capsys.readouterr().err
-    assert not (tmp_path / "d0").exists()
-    from filterprior.study import runner
-
-    real = runner.run_study
-    monkeypatch.setattr(runner, "run_study", lambda *a, **kw: real(*a, **kw, train_fn=explode, workers=1))
-    assert main(["demo", "--out", str(tmp_path / "d1"), "--epochs", "1"]) == 2  # StudyFailed, not a traceback
-    err = capsys.readouterr().err
-    assert err.startswith("error: demo: 2 of 2 runs failed") and "RuntimeError: boom" in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_folders_a_classifier_cannot_use_stop_the_study_before_any_cell(tmp_path, capsys):
