@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +18,25 @@ def _train(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def _unfinished_run(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory) -> Path:
+    """One finished run, trained once for the tests of this file (each works on its own copy)."""
+    where = tmp_path_factory.mktemp("trained")
+    assert _train(where, "--out", str(where / "run"), "--epochs", "1", "--quiet").returncode == 0
+    return where / "run"
+
+
+@pytest.fixture
+def unfinished_run(one_run: Path, tmp_path: Path) -> Path:
     out = tmp_path / "run"
-    assert _train(tmp_path, "--out", str(out), "--epochs", "1", "--quiet").returncode == 0
+    shutil.copytree(one_run, out)
     (out / "metrics.json").unlink()  # as if killed before the end: config, checkpoint and tb/ stay
     return out
 
 
 @pytest.mark.slow
-def test_an_unfinished_run_is_not_replaced_without_being_asked(tmp_path):
-    out = _unfinished_run(tmp_path)
+def test_an_unfinished_run_is_not_replaced_without_being_asked(tmp_path, unfinished_run):
+    out = unfinished_run
     config_before = (out / "config.yaml").read_bytes()
     checkpoint_before = (out / "checkpoint.pt").read_bytes()
     proc = _train(tmp_path, "--out", str(out), "--epochs", "2", "--model", "mynet-small")
@@ -38,8 +48,8 @@ def test_an_unfinished_run_is_not_replaced_without_being_asked(tmp_path):
 
 
 @pytest.mark.slow
-def test_overwrite_starts_afresh_and_deletes_only_run_directories(tmp_path):
-    out = _unfinished_run(tmp_path)
+def test_overwrite_starts_afresh_and_deletes_only_run_directories(tmp_path, unfinished_run):
+    out = unfinished_run
     proc = _train(tmp_path, "--out", str(out), "--epochs", "1", "--overwrite", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert (out / "metrics.json").exists()
