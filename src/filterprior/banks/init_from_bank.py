@@ -39,11 +39,10 @@ def init_from_bank(
     with the same (kh, kw); each layer is then rescaled as a whole so its weight std equals the std of
     its current weights (call this on a freshly built model: that is its default init), keeping the
     bank's relative kernel scales but the activation scale the rest of the network was built for.
-    `network` mode (see the module's docstring): no layer names mean every conv layer the bank holds
-    by name, and the bank must then hold every conv layer of the model (a first-layer bank would
-    otherwise fill layer 0 alone and leave the rest at random: that is an error; name the layers in
-    `layers` to copy only those); the network is drawn with `generator`; the BatchNorm after each conv is filled too when the
-    bank holds it. `freeze` (none | first | all) stops gradients to the first / every filled conv, and
+    `network` mode (see the module's docstring): no layer names mean every conv layer of the model,
+    each of which the bank must hold by name (a first-layer bank would fill layer 0 alone and leave the
+    rest at random, so it is refused; name layers in `layers` to copy only those); the network is
+    drawn with `generator`; the BatchNorm after each conv is filled too when the bank holds it. `freeze` (none | first | all) stops gradients to the first / every filled conv, and
     a BatchNorm filled from the bank is frozen with it (FrozenBatchNorm2d: the source's statistics).
     """
     if freeze not in FREEZE_CHOICES:
