@@ -42,8 +42,9 @@ def init_from_bank(
     `network` mode (see the module's docstring): no layer names mean every conv layer of the model,
     each of which the bank must hold by name (a first-layer bank would fill layer 0 alone and leave the
     rest at random, so it is refused; name layers in `layers` to copy only those); the network is
-    drawn with `generator`; the BatchNorm after each conv is filled too when the bank holds it. `freeze` (none | first | all) stops gradients to the first / every filled conv, and
-    a BatchNorm filled from the bank is frozen with it (FrozenBatchNorm2d: the source's statistics).
+    drawn with `generator`; the BatchNorm after each conv is filled too when the bank holds it.
+    `freeze` (none | first | all) stops gradients to the first / every filled conv, and a BatchNorm
+    filled from the bank is frozen with it (FrozenBatchNorm2d: the source's statistics).
     """
     if freeze not in FREEZE_CHOICES:
         raise UserError(f"prior.freeze: {freeze!r} is not a choice; expected one of {', '.join(FREEZE_CHOICES)}")
