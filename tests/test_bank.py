@@ -218,8 +218,8 @@ def test_bundled_network_bank_rebuilds_filternet_s2():
     bank = load_bank(path)  # checks the content hash
     assert bank.metadata["networks"] == 5 and bank.metadata["source_dataset"] == "cifar100"
     model = create_model("filternet-s2", num_classes=10)
-    model.filterprior_name = "filternet-s2"
-    filled = apply_init_from_bank(PriorConfig(init_from_bank=True, init_mode="network"), model, torch.Generator())
+    filled = apply_init_from_bank(PriorConfig(init_from_bank=True, init_mode="network"), model, torch.Generator(),
+                                  model_name="filternet-s2")
     assert list(filled) == ["0", "3", "6", "9"] and all(t.endswith("with its BatchNorm") for t in filled.values())
 
 

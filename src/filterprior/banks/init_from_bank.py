@@ -107,16 +107,18 @@ def _copy_network_layer(
 
 
 def apply_init_from_bank(
-    cfg: PriorConfig, model: nn.Module, generator: torch.Generator | None = None, bank: FilterBank | None = None
+    cfg: PriorConfig, model: nn.Module, generator: torch.Generator | None = None, bank: FilterBank | None = None,
+    *, model_name: str | None = None,
 ) -> dict[str, str]:
-    """What the engine calls after building the model: honours prior.init_from_bank / init_mode / freeze."""
+    """What the engine calls after building the model: honours prior.init_from_bank / init_mode / freeze.
+    Without `bank`, reads prior.bank, else the bank bundled for `model_name` (the model's registry name)."""
     if not cfg.init_from_bank:
         if cfg.freeze != "none":
             raise UserError(
                 "prior.freeze: only works with prior.init_from_bank=true (it freezes bank-initialised layers)"
             )
         return {}
-    bank = bank if bank is not None else load_prior_bank(cfg, model)
+    bank = bank if bank is not None else load_prior_bank(cfg, model_name)
     layers = cfg.init_layers or (effective_config(cfg).layers if cfg.init_mode == "sample" else [])
     return init_from_bank(model, bank, layers, generator, freeze=cfg.freeze, mode=cfg.init_mode)
 

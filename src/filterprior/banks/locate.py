@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 from filterprior.banks.bank import FilterBank, default_bank_path, load_bank
 from filterprior.config import PriorConfig
 from filterprior.errors import UserError
-from filterprior.models.introspect import unwrap
 
 
-def load_prior_bank(cfg: PriorConfig, model: nn.Module) -> FilterBank:
-    """`prior.bank` if set, else the bank bundled for the model (named by `model.filterprior_name`);
+def load_prior_bank(cfg: PriorConfig, model_name: str | None) -> FilterBank:
+    """`prior.bank` if set, else the bank bundled for the model named `model_name` (its registry name);
     init_mode=network takes the bundled bank of whole networks, the learned priors the first-layer one."""
-    model_name = getattr(unwrap(model), "filterprior_name", None)
     path = bank_file(cfg, model_name)
     if path is None:
         raise UserError(

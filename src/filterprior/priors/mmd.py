@@ -59,11 +59,10 @@ class MMDPrior(LossTerm):
 
     def __init__(self, cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None):
         super().__init__(cfg, model, device, bank)
-        self.bank_layers: dict[str, str] = {}
-        self.scales: dict[str, list[float]] = {}
+        self.bank_layers, self.pools = self.bank_pools(model)
+        self.scales: dict[str, list[float]] = {}  # python numbers, measured once: no read-back per step
         for layer in self.layers:
-            self.bank_layers[layer] = self.bank_layer_for(model, layer)
-            sample = self.bank_kernels(self.bank_layers[layer], MEDIAN_SAMPLES).flatten(1)
+            sample = self.bank_kernels(layer, MEDIAN_SAMPLES).flatten(1)
             median = median_distance(sample)
             if median <= 0:
                 raise UserError(
@@ -76,7 +75,7 @@ class MMDPrior(LossTerm):
         n = self.cfg.kernels_per_step
         for layer, weight in self.weights(model).items():
             fake = self.model_kernels(weight, n).flatten(1)
-            real = self.bank_kernels(self.bank_layers[layer], n).flatten(1)
+            real = self.bank_kernels(layer, n).flatten(1)
             out[layer] = mmd2(fake, real, self.scales[layer])
             self._metrics[f"mmd/{layer}"] = out[layer].detach()
         return out

@@ -18,9 +18,14 @@ def list_priors() -> list[str]:
 
 
 def create_prior(
-    cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None
+    cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None, *,
+    model_name: str | None = None,
 ) -> LossTerm | None:
-    """The configured prior as a loss term (None for `none`); loads the bank when the prior needs one."""
+    """The configured prior as a loss term (None for `none`), built on `device`.
+
+    A prior that needs a bank uses `bank` if given, else reads `prior.bank`, else the bank bundled for
+    `model_name` (the registry name the model was built with; the model itself does not carry it).
+    """
     names = list_priors()
     if cfg.name == "none":
         return None
@@ -28,5 +33,5 @@ def create_prior(
         raise UserError(f"prior.name: {cfg.name!r} is not a prior; expected one of {', '.join(names)}")
     cls = _PRIORS[cfg.name]
     if cls.needs_bank and bank is None:
-        bank = load_prior_bank(cfg, model)
+        bank = load_prior_bank(cfg, model_name)
     return cls(cfg, model, device, bank)

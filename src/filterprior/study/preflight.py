@@ -67,4 +67,4 @@ def _check_models(configs: Sequence[TrainConfig], num_classes: int) -> None:
         if key not in seen:
             seen.add(key)
             model = build_model(cfg, num_classes, cpu)
-            create_prior(cfg.prior, model, cpu)
+            create_prior(cfg.prior, model, cpu, model_name=cfg.model.name)

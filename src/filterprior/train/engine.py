@@ -40,11 +40,10 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     from filterprior.models import create_model
 
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
-    model.filterprior_name = cfg.model.name  # priors look up the bundled bank by this name
     if cfg.prior.init_from_bank or cfg.prior.freeze != "none":
         from filterprior.banks import apply_init_from_bank
 
-        apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed))
+        apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed), model_name=cfg.model.name)
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
@@ -142,7 +141,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     model = build_model(cfg, num_classes, device)
     from filterprior.priors import create_prior
 
-    prior = create_prior(cfg.prior, model, device)
+    prior = create_prior(cfg.prior, model, device, model_name=cfg.model.name)
     from filterprior.data.mixing import BatchMixer
     from filterprior.train.ema import WeightEMA
 
@@ -214,7 +213,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 step += 1
                 logged = {k: v.item() for k, v in losses.items()}
                 if prior is not None:
-                    logged.update(prior.after_step(model))
+                    logged.update({k: float(v) for k, v in prior.after_step(model).items()})  # tensors
                 for key, value in logged.items():
                     sums[key] = sums.get(key, 0.0) + value * len(labels)
                 correct += (logits.argmax(1) == targets.dominant()).sum().item()  # mixed: the larger share
