@@ -7,7 +7,7 @@ resolved config is written to `config.yaml` in the run directory, so a run can b
 file alone. `from filterprior.config import X` reaches everything public.
 """
 
-from filterprior.config.hashing import LATER_KEYS, config_hash
+from filterprior.config.hashing import LATER_KEYS, changed_keys, config_hash, legacy_config_hash, same_config
 from filterprior.config.loading import (
     apply_overrides,
     config_from_dict,
@@ -34,5 +34,5 @@ __all__ = [
     "LATER_KEYS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "POLICIES", "TTA_MODES", "DataConfig", "ModelConfig",
     "OptimConfig", "PriorConfig", "TrainConfig", "apply_overrides", "check_ranges", "config_from_dict",
     "config_hash", "config_to_dict", "effective_config", "image_size_ok", "load_config", "packaged_config",
-    "save_config", "valid_keys", "validate_config",
+    "save_config", "valid_keys", "validate_config", "changed_keys", "legacy_config_hash", "same_config",
 ]

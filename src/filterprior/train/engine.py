@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, save_config, validate_config
+from filterprior.config import TrainConfig, config_hash, same_config, save_config, validate_config
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
     validate_config(cfg)
-    given_hash = config_hash(cfg)  # a run saved before data paths were made absolute still resumes
+    given_cfg = cfg  # a run saved before data paths were made absolute still resumes
     cfg = with_absolute_data_paths(cfg)
     if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     start_epoch, step, elapsed = 0, 0, 0.0
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state.get("config_hash") not in (config_hash(cfg), given_hash):
+        if not (same_config(state.get("config_hash"), cfg) or same_config(state.get("config_hash"), given_cfg)):
             raise UserError(f"checkpoint {checkpoint_path} was written with another config; start a new run directory")
         unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
