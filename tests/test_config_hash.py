@@ -19,11 +19,11 @@ from filterprior.config import (
     apply_overrides,
     changed_keys,
     config_hash,
-    config_to_dict,
     legacy_config_hash,
     same_config,
     valid_keys,
 )
+from filterprior.config.legacy import legacy_layout
 from filterprior.errors import UserError
 from filterprior.study.methods import load_methods
 from filterprior.train import train
@@ -66,8 +66,9 @@ def test_a_key_away_from_its_default_changes_the_hash(override):
 
 
 def hash_without(cfg: TrainConfig, keys) -> str:
-    """The hash as computed before `keys` existed: the same JSON, without them."""
-    data = config_to_dict(cfg)
+    """The hash as computed before `keys` existed: the same JSON (in the layout before the prior's
+    section split), without them."""
+    data = legacy_layout(cfg)
     for key in keys:
         *sections, name = key.split(".")
         node = data

@@ -15,7 +15,7 @@ from sync_points import SyncPoints
 
 from filterprior.banks import FilterBank, save_bank
 from filterprior.banks.build import bank_from_state_dicts
-from filterprior.config import PriorConfig, TrainConfig, apply_overrides
+from filterprior.config import AdversarialConfig, PriorConfig, TrainConfig, apply_overrides
 from filterprior.errors import UserError
 from filterprior.models import create_model
 from filterprior.priors import LossTerm, create_prior
@@ -103,7 +103,8 @@ def legacy_state(term: LossTerm) -> dict:
     return torch.load(buffer, weights_only=True)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(loss="wgan-gp", d_steps=2, d_arch="mlp", spectral_norm=True)],
+@pytest.mark.parametrize("options", [dict(), dict(adversarial=AdversarialConfig(loss="wgan-gp", d_steps=2, d_arch="mlp",
+                                                                  spectral_norm=True))],
                          ids=["bce", "wgan-gp-mlp-sn"])
 def test_a_state_in_the_old_layout_loads_and_continues_exactly(options):
     torch.manual_seed(0)
@@ -158,7 +159,7 @@ class SyncCulprits(SyncPoints):
 
 
 @pytest.mark.parametrize("name, options", [
-    ("adversarial", dict()), ("adversarial", dict(loss="wgan-gp", d_steps=2, view="filter")),
+    ("adversarial", dict()), ("adversarial", dict(adversarial=AdversarialConfig(loss="wgan-gp", d_steps=2), view="filter")),
     ("gaussian", dict()), ("mmd", dict()), ("mmd", dict(view="filter")), ("l2-sp", dict()),
 ], ids=["adversarial-bce", "adversarial-wgan-gp-filter", "gaussian", "mmd", "mmd-filter", "l2-sp"])
 def test_the_priors_step_reads_nothing_back_from_the_device(name, options):
@@ -194,7 +195,7 @@ def test_the_prior_is_told_the_model_name_and_the_model_carries_none():
         create_prior(PriorConfig(name="mmd"), model, "cpu")  # no name: no bundled bank to find
     term = create_prior(PriorConfig(name="mmd"), model, "cpu", model_name="filternet-s2")
     assert term.bank.metadata.get("model") == "filternet-s2"
-    cfg = apply_overrides(TrainConfig(), ["model.name=filternet-s2", "prior.name=mmd", "prior.init_from_bank=true"])
+    cfg = apply_overrides(TrainConfig(), ["model.name=filternet-s2", "prior.name=mmd", "init.from_bank=true"])
     built = build_model(cfg, 10, torch.device("cpu"))
     assert not hasattr(built, "filterprior_name")
 

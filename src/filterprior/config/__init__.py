@@ -17,10 +17,14 @@ from filterprior.config.loading import (
     save_config,
     valid_keys,
 )
+from filterprior.config.legacy import current_key
 from filterprior.config.schema import (
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
+    AdversarialConfig,
     DataConfig,
+    InitConfig,
+    MMDConfig,
     ModelConfig,
     OptimConfig,
     PriorConfig,
@@ -31,7 +35,8 @@ from filterprior.config.schema import (
 from filterprior.config.validation import POLICIES, TTA_MODES, check_ranges, validate_config
 
 __all__ = [
-    "LATER_KEYS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "POLICIES", "TTA_MODES", "DataConfig", "ModelConfig",
+    "LATER_KEYS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "POLICIES", "TTA_MODES", "AdversarialConfig", "DataConfig",
+    "InitConfig", "MMDConfig", "ModelConfig", "current_key",
     "OptimConfig", "PriorConfig", "TrainConfig", "apply_overrides", "check_ranges", "config_from_dict",
     "config_hash", "config_to_dict", "effective_config", "image_size_ok", "load_config", "packaged_config",
     "save_config", "valid_keys", "validate_config", "changed_keys", "legacy_config_hash", "same_config",

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from filterprior.config.legacy import legacy_layout
 from filterprior.config.loading import config_to_dict
 from filterprior.config.schema import TrainConfig
 
@@ -62,9 +63,10 @@ LATER_KEYS = ("data.policy", "data.randaugment_n", "data.randaugment_m", "data.m
 
 
 def legacy_config_hash(cfg: TrainConfig) -> str:
-    """The hash recorded before it covered only non-default keys: every key, bar LATER_KEYS at default."""
-    data = config_to_dict(cfg)
-    defaults = config_to_dict(TrainConfig())
+    """The hash recorded before it covered only non-default keys: every key, bar LATER_KEYS at default,
+    in the layout before the prior's section split (config/legacy.py)."""
+    data = legacy_layout(cfg)
+    defaults = legacy_layout(TrainConfig())
     for key in LATER_KEYS:
         *sections, name = key.split(".")
         node, default = data, defaults

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from filterprior.config.legacy import current_key, note_renamed, upgrade_dict
 from filterprior.config.schema import TrainConfig
 from filterprior.errors import UserError
 from filterprior.utils import atomic_write_text, read_yaml
@@ -111,8 +112,9 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return _from_dict(TrainConfig, data or {})
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """A TrainConfig from a mapping; keys of the older layout are mapped to the new ones (a note says so)."""
+    return _from_dict(TrainConfig, upgrade_dict(data or {}, where))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -123,7 +125,7 @@ def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     data = read_yaml(path, "config file") or {}
     try:
-        return config_from_dict(data)
+        return config_from_dict(data, str(path))
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from exc
 
@@ -142,6 +144,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise UserError(f"override {item!r} is not of the form key=value (e.g. optim.lr=0.1)")
         key, raw = item.split("=", 1)
         key = key.strip()
+        if current_key(key) != key:  # an old name (prior.init_from_bank): the new key (init.from_bank)
+            note_renamed([key], "override")
+            key = current_key(key)
         if key not in keys and not key.startswith("model.options."):
             raise UserError(f"unknown config key {key!r}; valid keys are: " + ", ".join(sorted(keys)))
         try:

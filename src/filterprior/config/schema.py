@@ -66,7 +66,29 @@ class OptimConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    """prior.adversarial.*: the adversarial prior's discriminator and its training (no other prior reads it)."""
+
+    loss: str = "bce"  # bce (non-saturating) | hinge | wgan-gp
+    d_arch: str = "conv"  # conv (the seed's) | mlp
+    spectral_norm: bool = False
+    d_steps: int = 1
+    d_lr: float = 2e-4
+    d_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    seed_faithful: bool = False  # first layer, raw kernels, BCE, lambda 1, the seed's D
+
+
+@dataclass
+class MMDConfig:
+    """prior.mmd.*: the MMD prior's kernel (no other prior reads it)."""
+
+    bandwidths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x the bank's median distance
+
+
+@dataclass
 class PriorConfig:
+    """prior.*: the loss term over the conv filters, added to the classifier's loss each step."""
+
     name: str = "none"  # none | l2 | l2-sp | gaussian | mmd | adversarial
     weight: float = 1.0  # lambda: the prior's loss is multiplied by this
     warmup_epochs: float = 0.0  # lambda ramps linearly from 0 over this many epochs
@@ -75,23 +97,22 @@ class PriorConfig:
     view: str = "slice"  # slice: 2-D (out*in, kh, kw) kernels | filter: whole (out, in, kh, kw) filters
     normalize: str = "unit"  # unit: zero-mean, unit-norm per kernel | none: raw kernels
     kernels_per_step: int = 128  # real and fake kernels per step
-    # adversarial
-    loss: str = "bce"  # bce (non-saturating) | hinge | wgan-gp
-    d_arch: str = "conv"  # conv (the seed's) | mlp
-    spectral_norm: bool = False
-    d_steps: int = 1
-    d_lr: float = 2e-4
-    d_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    seed_faithful: bool = False  # first layer, raw kernels, BCE, lambda 1, the seed's D
-    # mmd
-    mmd_bandwidths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    # init-from-bank (combinable with any prior above)
-    init_from_bank: bool = False
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    mmd: MMDConfig = field(default_factory=MMDConfig)
+
+
+@dataclass
+class InitConfig:
+    """init.*: the model's conv layers filled from a filter bank before training (combinable with any
+    prior, or none)."""
+
+    from_bank: bool = False
     # sample: each layer's kernels drawn at random from the bank (any source network) |
     # network: whole filters of one source network, in order, for every layer (transfer of its conv features)
-    init_mode: str = "sample"
-    init_layers: list[str] = field(default_factory=list)  # empty: prior.layers (network mode: every bank layer)
+    mode: str = "sample"
+    layers: list[str] = field(default_factory=list)  # empty: prior.layers (network mode: every bank layer)
     freeze: str = "none"  # none | first | all: keep the first / every bank-initialised conv layer as it is
+    bank: str | None = None  # filter bank file; None: prior.bank, else the bundled bank for the model
 
 
 @dataclass
@@ -100,6 +121,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     epochs: int = 30
     batch_size: int = 128
     eval_batch_size: int = 500
@@ -117,13 +139,12 @@ class TrainConfig:
 
 
 def effective_config(cfg: PriorConfig) -> PriorConfig:
-    """The config a prior really runs with: `seed_faithful` forces the seed project's choices.
+    """The config a prior really runs with: `adversarial.seed_faithful` forces the seed project's choices.
 
     The seed used the first conv layer, raw 2-D slices, BCE and its conv discriminator without spectral
     norm; its lambda was 1, which is our default, but `weight` is still taken from the config.
     """
-    if not cfg.seed_faithful:
+    if not cfg.adversarial.seed_faithful:
         return cfg
-    return dataclasses.replace(
-        cfg, layers=[], normalize="none", view="slice", loss="bce", d_arch="conv", spectral_norm=False
-    )
+    gan = dataclasses.replace(cfg.adversarial, loss="bce", d_arch="conv", spectral_norm=False)
+    return dataclasses.replace(cfg, layers=[], normalize="none", view="slice", adversarial=gan)

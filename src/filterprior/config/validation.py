@@ -64,10 +64,10 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("prior.weight", _finite_from_0, "a finite number, 0 or more"),
     ("prior.warmup_epochs", _finite_from_0, "a finite number, 0 or more"),
     ("prior.kernels_per_step", lambda v: v >= 2, "2 or more"),
-    ("prior.d_steps", lambda v: v >= 1, "1 or more"),
-    ("prior.d_lr", _finite_above_0, "a finite number above 0"),
-    ("prior.d_betas", _betas, "two numbers, each in [0, 1)"),
-    ("prior.mmd_bandwidths", lambda v: len(v) > 0 and all(_finite_above_0(b) for b in v),
+    ("prior.adversarial.d_steps", lambda v: v >= 1, "1 or more"),
+    ("prior.adversarial.d_lr", _finite_above_0, "a finite number above 0"),
+    ("prior.adversarial.d_betas", _betas, "two numbers, each in [0, 1)"),
+    ("prior.mmd.bandwidths", lambda v: len(v) > 0 and all(_finite_above_0(b) for b in v),
      "one or more finite numbers above 0"),
 ]
 

@@ -37,11 +37,12 @@ class AdversarialPrior(LossTerm):
         generator_label: float = 1.0,
     ):
         super().__init__(cfg, model, device, bank)
+        self.gan = self.cfg.adversarial  # the effective config's (seed_faithful applied)
         _validate(self.cfg)
-        if self.cfg.loss == "wgan-gp" and self.cfg.d_steps < 5:
+        if self.gan.loss == "wgan-gp" and self.gan.d_steps < 5:
             # measured on a synthetic bank: with 1 critic step the kernels did not approach the bank
             warnings.warn(
-                "prior.loss=wgan-gp: the critic needs several updates per step; use prior.d_steps=5", stacklevel=2
+                "prior.adversarial.loss=wgan-gp: the critic needs several updates per step; use prior.adversarial.d_steps=5", stacklevel=2
             )
         if self.bank is None:
             raise UserError("the adversarial prior needs a filter bank (prior.bank)")
@@ -50,16 +51,16 @@ class AdversarialPrior(LossTerm):
         self.bank_layers, self.pools = self.bank_pools(model)
         discriminators = {}
         # BatchNorm mixes samples, which breaks the per-sample gradient penalty: wgan-gp uses layer norm
-        norm = "layer" if self.cfg.loss == "wgan-gp" else "batch"
+        norm = "layer" if self.gan.loss == "wgan-gp" else "batch"
         for layer, weight in self.weights(model).items():
             shape = (1, *weight.shape[-2:]) if self.cfg.view == "slice" else tuple(weight.shape[1:])
             discriminators[module_key(layer)] = build_discriminator(
-                self.cfg.d_arch, shape, norm, self.cfg.spectral_norm).to(self.device)
+                self.gan.d_arch, shape, norm, self.gan.spectral_norm).to(self.device)
         self.discriminators = nn.ModuleDict(discriminators)
         # plain dict, not a module: their state goes into the extra state
         self.optimizers: dict[str, torch.optim.Optimizer] = {
-            layer: torch.optim.Adam(self.discriminator(layer).parameters(), lr=self.cfg.d_lr,
-                                    betas=tuple(self.cfg.d_betas))
+            layer: torch.optim.Adam(self.discriminator(layer).parameters(), lr=self.gan.d_lr,
+                                    betas=tuple(self.gan.d_betas))
             for layer in self.layers
         }
 
@@ -80,7 +81,7 @@ class AdversarialPrior(LossTerm):
         return out
 
     def _generator_loss(self, fake_logits: Tensor) -> Tensor:
-        if self.cfg.loss == "bce":  # non-saturating: minimise BCE(D(fake), label), label 1
+        if self.gan.loss == "bce":  # non-saturating: minimise BCE(D(fake), label), label 1
             return F.binary_cross_entropy_with_logits(fake_logits, torch.full_like(fake_logits, self.generator_label))
         sign = 2.0 * self.generator_label - 1.0  # hinge and wgan-gp: maximise D(fake) (label 1)
         return -sign * fake_logits.mean()
@@ -89,7 +90,7 @@ class AdversarialPrior(LossTerm):
 
     def after_step(self, model: nn.Module) -> dict[str, Tensor]:
         weights = {layer: w.detach() for layer, w in self.weights(model).items()}
-        for _ in range(self.cfg.d_steps):
+        for _ in range(self.gan.d_steps):
             for layer, weight in weights.items():
                 self._update_discriminator(layer, weight)
         self.d_updates += 1
@@ -100,10 +101,10 @@ class AdversarialPrior(LossTerm):
         real = self._as_input(self.bank_kernels(layer, self.cfg.kernels_per_step))
         fake = self._as_input(self.model_kernels(weight, self.cfg.kernels_per_step))
         real_logits, fake_logits = d(real), d(fake)  # separate passes: BN statistics per batch (DCGAN)
-        if self.cfg.loss == "bce":
+        if self.gan.loss == "bce":
             loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
                 F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-        elif self.cfg.loss == "hinge":
+        elif self.gan.loss == "hinge":
             loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         else:
             penalty = _gradient_penalty(d, real, fake, self.generator)
@@ -117,7 +118,7 @@ class AdversarialPrior(LossTerm):
 
     def _score(self, logits: Tensor) -> Tensor:
         """Mean sigmoid for BCE (a probability of "real"); the raw critic value for hinge and wgan-gp."""
-        return (torch.sigmoid(logits) if self.cfg.loss == "bce" else logits).mean()
+        return (torch.sigmoid(logits) if self.gan.loss == "bce" else logits).mean()
 
     @torch.no_grad()
     def score(self, layer: str, weight: Tensor) -> float:
@@ -183,8 +184,8 @@ def _frozen(module: nn.Module) -> Iterator[None]:
 
 
 def _validate(cfg: PriorConfig) -> None:
-    if cfg.loss not in GAN_LOSSES:
-        raise UserError(f"prior.loss: {cfg.loss!r} is not a GAN loss; expected one of {', '.join(GAN_LOSSES)}")
-    if cfg.d_arch not in D_ARCHS:
-        raise UserError(f"prior.d_arch: {cfg.d_arch!r} is not a discriminator; expected one of {', '.join(D_ARCHS)}")
+    if cfg.adversarial.loss not in GAN_LOSSES:
+        raise UserError(f"prior.adversarial.loss: {cfg.adversarial.loss!r} is not a GAN loss; expected one of {', '.join(GAN_LOSSES)}")
+    if cfg.adversarial.d_arch not in D_ARCHS:
+        raise UserError(f"prior.adversarial.d_arch: {cfg.adversarial.d_arch!r} is not a discriminator; expected one of {', '.join(D_ARCHS)}")
     # d_steps, d_lr and d_betas: range-checked with every prior field (config.check_ranges)

@@ -9,7 +9,7 @@ from torch import nn
 
 from filterprior.banks.bank import FilterBank
 from filterprior.banks.views import NORMALIZATIONS, VIEWS, kernel_view, normalize_kernels
-from filterprior.config import PriorConfig, check_ranges, effective_config
+from filterprior.config import PriorConfig, TrainConfig, check_ranges, effective_config
 from filterprior.errors import UserError
 from filterprior.models.introspect import select_layers, unwrap
 
@@ -197,9 +197,14 @@ def register_prior(name: str) -> Callable[[type[LossTerm]], type[LossTerm]]:
     return add
 
 
-def uses_bank(cfg: PriorConfig) -> bool:
-    """Whether a run with this prior config reads a filter bank."""
-    return cfg.init_from_bank or (cfg.name in _PRIORS and _PRIORS[cfg.name].needs_bank)
+def needs_bank(cfg: PriorConfig) -> bool:
+    """Whether this prior reads a filter bank."""
+    return cfg.name in _PRIORS and _PRIORS[cfg.name].needs_bank
+
+
+def uses_bank(cfg: TrainConfig) -> bool:
+    """Whether a run with this config reads a filter bank (for its prior or its initialisation)."""
+    return cfg.init.from_bank or needs_bank(cfg.prior)
 
 
 # ---------------------------------------------------------------------------------- validation

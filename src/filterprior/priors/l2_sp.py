@@ -1,6 +1,6 @@
 """L2-SP prior (Li, Grandvalet & Davoine 2018): pull the chosen layers back toward their starting point.
 
-With `prior.init_from_bank=true` the starting point is the bank's kernels, so this is the plainest prior
+With `init.from_bank=true` the starting point is the bank's kernels, so this is the plainest prior
 over filters there is: stay near the bank's, by a squared distance. The anchor is each layer's weight as
 the model holds it when the prior is built (after init from the bank). The anchors go into the
 checkpoint: a resumed run must pull toward the start it had, not toward whatever init it rebuilds.

@@ -51,7 +51,7 @@ def mmd2(x: Tensor, y: Tensor, scales: Sequence[float]) -> Tensor:
 
 @register_prior("mmd")
 class MMDPrior(LossTerm):
-    """`mmd_bandwidths` are multiples of the median pairwise distance among the layer's (normalised) bank
+    """`prior.mmd.bandwidths` are multiples of the median pairwise distance among the layer's (normalised) bank
     kernels, measured once: the same numbers then suit unit-normalised slices, raw kernels and whole
     filters of any size, and, being fixed, the loss does not change shape from step to step."""
 
@@ -68,7 +68,7 @@ class MMDPrior(LossTerm):
                 raise UserError(
                     f"filter bank layer {self.bank_layers[layer]!r}: its kernels are all the same; MMD needs spread"
                 )
-            self.scales[layer] = [b * median for b in self.cfg.mmd_bandwidths]
+            self.scales[layer] = [b * median for b in self.cfg.mmd.bandwidths]
 
     def layer_losses(self, model: nn.Module) -> dict[str, Tensor]:
         out = {}

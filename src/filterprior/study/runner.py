@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from filterprior.config import TrainConfig, config_to_dict
+from filterprior.config.legacy import upgrade_dict
 from filterprior.errors import UserError
 from filterprior.study.grid import (
     DEFAULT_SIZES,
@@ -328,7 +329,8 @@ def _precedence_notes(methods: Sequence, command_line_keys: Sequence[str]) -> li
 
 def _changed_cell(out_dir: Path, cell: Cell, cfg: TrainConfig) -> ChangedCell:
     record = read_record(out_dir / cell.rel_dir / CELL_FILE) or {}
-    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(record.get("config"), config_to_dict(cfg)))
+    recorded = upgrade_dict(record.get("config"), "cell.json", quiet=True)  # a config of the older layout too
+    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(recorded, config_to_dict(cfg)))
 
 
 def _update_records(out_dir: Path, finished: Sequence[Cell], configs: dict[Cell, TrainConfig],

@@ -40,10 +40,10 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     from filterprior.models import create_model
 
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
-    if cfg.prior.init_from_bank or cfg.prior.freeze != "none":
+    if cfg.init.from_bank or cfg.init.freeze != "none":
         from filterprior.banks import apply_init_from_bank
 
-        apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed), model_name=cfg.model.name)
+        apply_init_from_bank(cfg, model, torch.Generator().manual_seed(cfg.seed))
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
@@ -139,9 +139,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     prep = prepare_data(cfg, device)
     num_classes = len(prep.classes)
     model = build_model(cfg, num_classes, device)
+    from filterprior.banks import prior_bank_file
     from filterprior.priors import create_prior
 
-    prior = create_prior(cfg.prior, model, device, model_name=cfg.model.name)
+    prior = create_prior(cfg.prior, model, device, prior_bank_file(cfg), model_name=cfg.model.name)
     from filterprior.data.mixing import BatchMixer
     from filterprior.train.ema import WeightEMA
 
