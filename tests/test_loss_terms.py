@@ -242,3 +242,30 @@ def test_an_adversarial_run_resumed_ends_like_an_uninterrupted_one(tmp_path, leg
     assert full.keys() == resumed.keys()
     assert all(torch.equal(full[k], resumed[k]) for k in full)
     assert (tmp_path / "full" / "metrics.csv").read_text().count("\n") == 3
+
+
+# ------------------------------------------------------------------------------ priors on every layer of a network
+
+
+@pytest.mark.parametrize("name", ["gaussian", "mmd", "adversarial"])
+def test_priors_on_every_airnet_layer_see_that_layers_own_source_kernels(name):
+    """init.mode=network from the bundled airnet bank with prior.layers=[all]: each layer's 'real' kernels
+    are that layer's own in the source network (bank.match_layer by name), never another layer's."""
+    from filterprior.banks import prior_bank_file
+
+    cfg = apply_overrides(TrainConfig(), ["model.name=airnet", f"prior.name={name}", "prior.layers=[all]",
+                                          "init.from_bank=true", "init.mode=network", "prior.kernels_per_step=16"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 10, torch.device("cpu"))
+    term = create_prior(cfg.prior, model, "cpu", prior_bank_file(cfg), model_name=cfg.model.name)
+    bank = term.bank
+    assert bank.metadata["networks"] == 1 and len(term.layers) == 7 and set(term.layers) == set(bank.layers)
+    for layer in term.layers:
+        own = bank.kernels(layer, "slice")
+        assert torch.equal(model.get_submodule(layer).weight.detach().flatten(0, 1), own)  # the source's, copied
+        if name == "gaussian":
+            torch.testing.assert_close(term.means[layer], term.prepare(own).flatten(1).mean(0))
+        else:
+            assert torch.equal(term.pools[layer], own)
+    steps(model, term, 1)  # one step of the classifier on the prior's loss alone, then the prior's update
+    assert all(torch.isfinite(v).all() for v in term.metrics().values())
