@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from filterprior.config import TrainConfig, config_to_dict
+from filterprior.config import TrainConfig, config_from_dict, config_to_dict
 from filterprior.config.legacy import upgrade_dict
 from filterprior.errors import UserError
 from filterprior.study.grid import (
@@ -329,8 +329,19 @@ def _precedence_notes(methods: Sequence, command_line_keys: Sequence[str]) -> li
 
 def _changed_cell(out_dir: Path, cell: Cell, cfg: TrainConfig) -> ChangedCell:
     record = read_record(out_dir / cell.rel_dir / CELL_FILE) or {}
-    recorded = upgrade_dict(record.get("config"), "cell.json", quiet=True)  # a config of the older layout too
+    recorded = _as_today(record.get("config"))
     return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(recorded, config_to_dict(cfg)))
+
+
+def _as_today(recorded: object) -> object:
+    """A recorded config as this version reads it: old key names mapped, keys it lacks at their default
+    (so a key added since, left at its default, is no difference). As recorded if it no longer loads."""
+    if not isinstance(recorded, dict):
+        return recorded  # nothing recorded: config_differences says so
+    try:
+        return config_to_dict(config_from_dict(upgrade_dict(recorded, "cell.json", quiet=True)))
+    except (UserError, TypeError, ValueError):
+        return recorded
 
 
 def _update_records(out_dir: Path, finished: Sequence[Cell], configs: dict[Cell, TrainConfig],
