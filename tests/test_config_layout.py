@@ -19,7 +19,7 @@ from filterprior.config import (
 )
 from filterprior.config.legacy import RENAMED, legacy_layout
 from filterprior.errors import UserError
-from filterprior.study.grid import cell_config, method_keys_overridden
+from filterprior.study.grid import method_keys_overridden
 from filterprior.study.methods import load_methods
 
 # config.yaml of a finished run, as main wrote it before the split (prior: one flat section).
