@@ -255,7 +255,7 @@ def test_default_bank_path_is_none_without_a_bundled_bank():
 
 
 def test_bundled_network_bank_rebuilds_filternet_s2():
-    from filterprior.config import PriorConfig
+    from filterprior.config import InitConfig, ModelConfig, TrainConfig
     from filterprior.models import create_model
     from filterprior.banks import apply_init_from_bank
 
@@ -264,8 +264,8 @@ def test_bundled_network_bank_rebuilds_filternet_s2():
     bank = load_bank(path)  # checks the content hash
     assert bank.metadata["networks"] == 5 and bank.metadata["source_dataset"] == "cifar100"
     model = create_model("filternet-s2", num_classes=10)
-    model.filterprior_name = "filternet-s2"
-    filled = apply_init_from_bank(PriorConfig(init_from_bank=True, init_mode="network"), model, torch.Generator())
+    cfg = TrainConfig(model=ModelConfig(name="filternet-s2"), init=InitConfig(from_bank=True, mode="network"))
+    filled = apply_init_from_bank(cfg, model, torch.Generator())
     assert list(filled) == ["0", "3", "6", "9"] and all(t.endswith("with its BatchNorm") for t in filled.values())
 
 

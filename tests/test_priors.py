@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from filterprior.config import PriorConfig
+from filterprior.config import AdversarialConfig, InitConfig, PriorConfig, TrainConfig
 from filterprior.errors import UserError
 from filterprior.banks import (
     FilterBank,
@@ -134,11 +134,12 @@ def test_registry_and_bank_errors(tmp_path):
 
 
 def test_seed_faithful_forces_the_seed_setup():
-    cfg = PriorConfig(name="adversarial", layers=["conv2"], normalize="unit", view="filter", loss="hinge",
-                      d_arch="mlp", spectral_norm=True, seed_faithful=True, weight=0.3)
+    gan = AdversarialConfig(loss="hinge", d_arch="mlp", spectral_norm=True, seed_faithful=True)
+    cfg = PriorConfig(name="adversarial", layers=["conv2"], normalize="unit", view="filter", adversarial=gan, weight=0.3)
     term = create_prior(cfg, SmallNet(), "cpu", bank=BANK)
     assert term.layers == ["conv1"]
-    assert (term.cfg.normalize, term.cfg.view, term.cfg.loss, term.cfg.d_arch) == ("none", "slice", "bce", "conv")
+    gan = term.cfg.adversarial
+    assert (term.cfg.normalize, term.cfg.view, gan.loss, gan.d_arch, gan.spectral_norm) == ("none", "slice", "bce", "conv", False)
     assert term.cfg.weight == 0.3
 
 
@@ -173,7 +174,8 @@ def test_adversarial_prior_pulls_kernels_toward_the_bank(generator_label):
 
 @pytest.mark.parametrize(
     "options",
-    [dict(loss="hinge"), dict(loss="wgan-gp", d_steps=5), dict(d_arch="mlp", spectral_norm=True), dict(view="filter")],
+    [dict(adversarial=AdversarialConfig(loss="hinge")), dict(adversarial=AdversarialConfig(loss="wgan-gp", d_steps=5)),
+     dict(adversarial=AdversarialConfig(d_arch="mlp", spectral_norm=True)), dict(view="filter")],
     ids=["hinge", "wgan-gp", "mlp-sn", "filter-view"],
 )
 def test_adversarial_variants_run_and_log(options):
@@ -300,7 +302,7 @@ def test_init_from_bank_uses_rescaled_bank_filters_and_freezes():
 
 def test_init_from_bank_falls_back_to_slices_and_refuses_other_shapes():
     model = SmallNet(in_channels=5)  # no 5x7x7 filters in the bank: 2-D 7x7 slices instead
-    filled = apply_init_from_bank(PriorConfig(init_from_bank=True), model, torch.Generator().manual_seed(0), BANK)
+    filled = apply_init_from_bank(TrainConfig(init=InitConfig(from_bank=True)), model, torch.Generator().manual_seed(0), BANK)
     assert filled == {"conv1": "slices of bank layer conv1"}
     slices = kernel_slices(model.conv1.weight.detach())
     unit_bank = normalize_kernels(BANK.layers["conv1"]["slices"], "unit").flatten(1)
@@ -309,9 +311,9 @@ def test_init_from_bank_falls_back_to_slices_and_refuses_other_shapes():
     odd = nn.Sequential(nn.Conv2d(3, 4, 5))
     with pytest.raises(UserError, match=r"'0'.*\(4, 3, 5, 5\)"):
         init_from_bank(odd, BANK, [])
-    assert apply_init_from_bank(PriorConfig(), model) == {}
-    with pytest.raises(UserError, match="init_from_bank"):
-        apply_init_from_bank(PriorConfig(freeze="first"), model)
+    assert apply_init_from_bank(TrainConfig(), model) == {}
+    with pytest.raises(UserError, match=r"init\.freeze.*init\.from_bank=true"):
+        apply_init_from_bank(TrainConfig(init=InitConfig(freeze="first")), model)
 
 
 def test_network_mode_copies_one_source_network_into_every_layer():
@@ -322,7 +324,7 @@ def test_network_mode_copies_one_source_network_into_every_layer():
         {"networks": 3},
     )
     model = SmallNet()
-    cfg = PriorConfig(init_from_bank=True, init_mode="network")
+    cfg = TrainConfig(init=InitConfig(from_bank=True, mode="network"))
     filled = apply_init_from_bank(cfg, model, torch.Generator().manual_seed(1), bank)
     assert set(filled) == {"conv1", "conv2"}
     source = int(filled["conv1"].rsplit(" ", 1)[1])
@@ -334,5 +336,5 @@ def test_network_mode_copies_one_source_network_into_every_layer():
         init_from_bank(SmallNet(), mixed, ["conv1"], mode="network")
     with pytest.raises(UserError, match="'networks'"):
         init_from_bank(SmallNet(), BANK, [], mode="network")
-    with pytest.raises(UserError, match="init_mode.*'stack'"):
+    with pytest.raises(UserError, match="init.mode.*'stack'"):
         init_from_bank(SmallNet(), bank, [], mode="stack")

@@ -107,9 +107,9 @@ def test_bundled_methods_are_all_valid_recipes():
     methods = load_methods()
     assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "finetune-airnet", "none-airnet", "l2sp-airnet", "init-gaussian", "seed-faithful"]
     cfg = apply_overrides(TrainConfig(), list(methods["seed-faithful"].overrides))
-    assert (cfg.prior.name, cfg.prior.seed_faithful, cfg.prior.weight) == ("adversarial", True, 1.0)
-    assert (cfg.prior.normalize, cfg.prior.loss, cfg.prior.d_arch) == ("none", "bce", "conv")
-    assert apply_overrides(TrainConfig(), list(methods["init-from-bank"].overrides)).prior.init_from_bank
+    assert (cfg.prior.name, cfg.prior.adversarial.seed_faithful, cfg.prior.weight) == ("adversarial", True, 1.0)
+    assert (cfg.prior.normalize, cfg.prior.adversarial.loss, cfg.prior.adversarial.d_arch) == ("none", "bce", "conv")
+    assert apply_overrides(TrainConfig(), list(methods["init-from-bank"].overrides)).init.from_bank
 
 
 def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_of_it():

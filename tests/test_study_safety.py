@@ -341,3 +341,32 @@ def test_tables_wait_for_another_process_writing_them(tmp_path, methods_file):
 
 def failing_train(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False):
     raise RuntimeError("the cell failed")
+
+
+def test_cells_recorded_with_the_legacy_config_hash_are_kept_and_a_changed_key_still_refuses(tmp_path, methods_file):
+    from filterprior.config import config_from_dict
+    from filterprior.config.legacy import legacy_layout
+    from filterprior.study.grid import cell_hash, recipe_hash
+
+    out = tmp_path / "study"
+    study(out, methods_file, split_seeds=[0])
+    for cell_file in out.glob("*/n2/split0/cell.json"):  # as the version before (every key hashed) wrote them
+        record = json.loads(cell_file.read_text())
+        cfg = config_from_dict(record["config"])
+        assert record["config_hash"] == cell_hash(cfg) != cell_hash(cfg, legacy=True)
+        record["config_hash"], record["recipe_hash"] = cell_hash(cfg, legacy=True), recipe_hash(cfg, legacy=True)
+        record["config"] = legacy_layout(cfg)  # and the config in the layout of that time
+        cell_file.write_text(json.dumps(record))
+    study(out, methods_file, split_seeds=[0, 1])  # same config: split 0 kept, split 1 added
+    assert [c[0] for c in calls(out)[2:]] == ["none/n2/split1", "l2/n2/split1"]
+    rows = read_results_csv(out / "results.csv")
+    assert len(rows) == 4 and len({r.recipe_hash for r in rows if r.method == "none"}) == 1  # averaged together
+    record = json.loads((out / "none/n2/split0/cell.json").read_text())
+    assert record["legacy_config_hash"] != record["config_hash"]
+    for cell_file in out.glob("*/n2/split1/cell.json"):  # the new cells' records, back in the old layout too
+        record = json.loads(cell_file.read_text())
+        record["config"] = legacy_layout(config_from_dict(record["config"]))
+        cell_file.write_text(json.dumps(record))
+    with pytest.raises(UserError) as info:
+        study(out, methods_file, epochs=16)
+    assert "and 1 more: epochs: 15 → 16. Nothing was deleted" in str(info.value)  # no renamed key shown as changed

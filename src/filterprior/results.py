@@ -99,11 +99,14 @@ def _recipe_from_record(cell: dict) -> str:
     return "c" + hashlib.sha256(blob).hexdigest()[:11]
 
 
-def collect_results(out_dir: str | Path, expected_hashes: dict[str, str] | None = None) -> list[ResultRow]:
+def collect_results(
+    out_dir: str | Path, expected_hashes: dict[str, str | tuple[str, ...]] | None = None
+) -> list[ResultRow]:
     """Every finished cell on disk under out_dir (so shards sharing it merge), sorted.
 
-    expected_hashes maps run_dir -> the current config hash; a finished cell whose hash differs is
-    stale (its config changed and it will be redone) and is left out. Cells not in the map are kept.
+    expected_hashes maps run_dir -> the current config hash (or the hashes that count as it: today's and
+    the legacy one); a finished cell whose hash differs is stale (its config changed and it will be
+    redone) and is left out. Cells not in the map are kept.
     """
     out_dir = Path(out_dir)
     expected_hashes = expected_hashes or {}
@@ -112,7 +115,8 @@ def collect_results(out_dir: str | Path, expected_hashes: dict[str, str] | None 
         row = read_finished_cell(cell_file.parent, out_dir)
         if row is None:
             continue
-        if row.run_dir in expected_hashes and expected_hashes[row.run_dir] != row.config_hash:
+        accepted = expected_hashes.get(row.run_dir)
+        if accepted is not None and row.config_hash not in ((accepted,) if isinstance(accepted, str) else accepted):
             continue
         rows.append(row)
     rows.sort(key=lambda r: (r.images_per_class, r.method, r.split_seed))

@@ -12,7 +12,7 @@ from filterprior.banks.bank import (
 )
 from filterprior.banks.build import bank_from_state_dicts, collect_bank
 from filterprior.banks.init_from_bank import apply_init_from_bank, init_from_bank
-from filterprior.banks.locate import bank_file, load_prior_bank
+from filterprior.banks.locate import bank_file, init_bank_file, load_prior_bank, prior_bank_file
 from filterprior.banks.views import kernel_slices, normalize_kernels, whole_filters
 
 __all__ = [
@@ -24,11 +24,13 @@ __all__ = [
     "collect_bank",
     "default_bank_path",
     "describe_bank",
+    "init_bank_file",
     "init_from_bank",
     "kernel_slices",
     "load_bank",
     "load_prior_bank",
     "normalize_kernels",
+    "prior_bank_file",
     "save_bank",
     "show_bank",
     "whole_filters",

@@ -16,8 +16,8 @@ from torch import nn
 
 from filterprior.banks.bank import FilterBank
 from filterprior.banks.freeze import freeze_conv, freeze_norm
-from filterprior.banks.locate import load_prior_bank
-from filterprior.config import PriorConfig, effective_config
+from filterprior.banks.locate import init_bank_file, load_prior_bank
+from filterprior.config import TrainConfig, effective_config
 from filterprior.errors import UserError
 from filterprior.models.introspect import conv_layers, norms_after_convs, select_layers
 
@@ -47,9 +47,9 @@ def init_from_bank(
     filled from the bank is frozen with it (FrozenBatchNorm2d: the source's statistics).
     """
     if freeze not in FREEZE_CHOICES:
-        raise UserError(f"prior.freeze: {freeze!r} is not a choice; expected one of {', '.join(FREEZE_CHOICES)}")
+        raise UserError(f"init.freeze: {freeze!r} is not a choice; expected one of {', '.join(FREEZE_CHOICES)}")
     if mode not in INIT_MODES:
-        raise UserError(f"prior.init_mode: {mode!r} is not an init mode; expected one of {', '.join(INIT_MODES)}")
+        raise UserError(f"init.mode: {mode!r} is not an init mode; expected one of {', '.join(INIT_MODES)}")
     copied_norms: dict[str, nn.Module] = {}  # layer -> its BatchNorm, filled from the bank with its filters
     if mode == "network":
         networks = _network_count(bank)
@@ -95,7 +95,7 @@ def _copy_network_layer(
     held = bank.filters(bank_layer).shape[0]
     if held != networks * shape[0]:
         raise UserError(
-            f"prior.init_mode=network: bank layer {bank_layer!r} holds {held} filters, not "
+            f"init.mode=network: bank layer {bank_layer!r} holds {held} filters, not "
             f"{networks} networks x {shape[0]} (the model's layer); use a bank collected from this architecture"
         )
     part = slice(source * shape[0], (source + 1) * shape[0])
@@ -109,18 +109,19 @@ def _copy_network_layer(
 
 
 def apply_init_from_bank(
-    cfg: PriorConfig, model: nn.Module, generator: torch.Generator | None = None, bank: FilterBank | None = None
+    cfg: TrainConfig, model: nn.Module, generator: torch.Generator | None = None, bank: FilterBank | None = None
 ) -> dict[str, str]:
-    """What the engine calls after building the model: honours prior.init_from_bank / init_mode / freeze."""
-    if not cfg.init_from_bank:
-        if cfg.freeze != "none":
-            raise UserError(
-                "prior.freeze: only works with prior.init_from_bank=true (it freezes bank-initialised layers)"
-            )
+    """What the engine calls after building the model: honours init.from_bank / mode / layers / freeze.
+    Without `bank`, reads init.bank, else prior.bank, else the bank bundled for cfg.model.name."""
+    init = cfg.init
+    if not init.from_bank:
+        if init.freeze != "none":
+            raise UserError("init.freeze: only works with init.from_bank=true (it freezes bank-initialised layers)")
         return {}
-    bank = bank if bank is not None else load_prior_bank(cfg, model)
-    layers = cfg.init_layers or (effective_config(cfg).layers if cfg.init_mode == "sample" else [])
-    return init_from_bank(model, bank, layers, generator, freeze=cfg.freeze, mode=cfg.init_mode)
+    if bank is None:
+        bank = load_prior_bank(cfg.prior, cfg.model.name, init_bank_file(cfg), what="init.from_bank")
+    layers = init.layers or (effective_config(cfg.prior).layers if init.mode == "sample" else [])
+    return init_from_bank(model, bank, layers, generator, freeze=init.freeze, mode=init.mode)
 
 
 def _network_layers(model: nn.Module, bank: FilterBank, layers: Sequence[str]) -> list[tuple[str, nn.Conv2d]]:
@@ -136,11 +137,11 @@ def _network_layers(model: nn.Module, bank: FilterBank, layers: Sequence[str]) -
         held = [name for name, _ in convs if name in bank.layers]
         source_model = f" (of {bank.metadata['model']})" if bank.metadata.get("model") else ""
         raise UserError(
-            f"prior.init_mode=network copies a whole source network, but {bank.describe_source()}{source_model} holds "
+            f"init.mode=network copies a whole source network, but {bank.describe_source()}{source_model} holds "
             f"{'only the layers ' + ', '.join(held) if held else 'none of the layers'} of the model's conv "
             f"layers {', '.join(name for name, _ in convs)} (bank layers: {', '.join(bank.layer_names)}); "
             "network mode needs a whole-network bank (`filterprior collect` without --layers, e.g. the "
-            "bundled <model>-cifar100-networks banks), or set prior.init_layers to the layers to copy"
+            "bundled <model>-cifar100-networks banks), or set init.layers to the layers to copy"
         )
     return convs
 
@@ -149,7 +150,7 @@ def _network_count(bank: FilterBank) -> int:
     networks = bank.metadata.get("networks")
     if not isinstance(networks, int) or networks < 1:
         raise UserError(
-            "prior.init_mode=network: the bank does not record how many networks it was built from "
+            "init.mode=network: the bank does not record how many networks it was built from "
             "(metadata 'networks'); rebuild it with `filterprior collect`"
         )
     return networks

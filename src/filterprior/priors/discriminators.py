@@ -62,7 +62,7 @@ def build_discriminator(arch: str, kernel_shape: tuple[int, ...], norm: str, sn:
         for size in kernel_shape:
             features *= size
         return MLPDiscriminator(features, sn=sn)
-    raise UserError(f"prior.d_arch: {arch!r} is not a discriminator; expected one of {', '.join(D_ARCHS)}")
+    raise UserError(f"prior.adversarial.d_arch: {arch!r} is not a discriminator; expected one of {', '.join(D_ARCHS)}")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from filterprior.config import PriorConfig
 from filterprior.banks.bank import FilterBank
-from filterprior.priors.base import LossTerm, register_prior
+from filterprior.priors.base import LayerTensors, LossTerm, register_prior
 
 JITTER = 1e-6  # times the mean variance: keeps Cholesky well defined even when shrinkage comes out 0
 
@@ -70,19 +70,26 @@ class GaussianPrior(LossTerm):
     def __init__(self, cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None):
         super().__init__(cfg, model, device, bank)
         assert self.bank is not None
-        self.fits: dict[str, GaussianFit] = {}
+        means, whiteners, self.log_dets = {}, {}, {}
         for layer in self.layers:
             entry = self.bank.layers[self.bank_layer_for(model, layer)]
             kernels = self.prepare(entry["slices" if self.cfg.view == "slice" else "filters"]).flatten(1)
             fit = fit_gaussian(kernels.cpu())
-            fit.mean, fit.whitener = fit.mean.to(self.device), fit.whitener.to(self.device)
-            self.fits[layer] = fit
-            self._metrics[f"shrinkage/{layer}"] = fit.shrinkage
+            means[layer], whiteners[layer] = fit.mean, fit.whitener
+            self.log_dets[layer] = fit.log_det
+            self._metrics[f"shrinkage/{layer}"] = torch.tensor(fit.shrinkage, device=self.device)
+        # fitted from the bank at construction, so not saved: a resumed run fits the same numbers again
+        self.means = LayerTensors(means, persistent=False).to(self.device)
+        self.whiteners = LayerTensors(whiteners, persistent=False).to(self.device)
+
+    def fit(self, layer: str) -> GaussianFit:
+        """The layer's fit, its tensors the module's buffers (on the device)."""
+        return GaussianFit(self.means[layer], self.whiteners[layer], self.log_dets[layer], float("nan"))
 
     def layer_losses(self, model: nn.Module) -> dict[str, Tensor]:
         out = {}
         for layer, weight in self.weights(model).items():
-            fit = self.fits[layer]
+            fit = self.fit(layer)
             x = self.model_kernels(weight).flatten(1)
             half_maha = fit.mahalanobis(x).mean()
             self._metrics[f"nll/{layer}"] = (half_maha + fit.nll(fit.mean[None]).squeeze(0)).detach()

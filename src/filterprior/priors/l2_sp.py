@@ -1,6 +1,6 @@
 """L2-SP prior (Li, Grandvalet & Davoine 2018): pull the chosen layers back toward their starting point.
 
-With `prior.init_from_bank=true` the starting point is the bank's kernels, so this is the plainest prior
+With `init.from_bank=true` the starting point is the bank's kernels, so this is the plainest prior
 over filters there is: stay near the bank's, by a squared distance. The anchor is each layer's weight as
 the model holds it when the prior is built (after init from the bank). The anchors go into the
 checkpoint: a resumed run must pull toward the start it had, not toward whatever init it rebuilds.
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from filterprior.config import PriorConfig
 from filterprior.banks.bank import FilterBank
-from filterprior.priors.base import LossTerm, register_prior
+from filterprior.priors.base import LayerTensors, LossTerm, module_key, register_prior
 
 
 @register_prior("l2-sp")
@@ -24,7 +24,10 @@ class L2SPPrior(LossTerm):
 
     def __init__(self, cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None):
         super().__init__(cfg, model, device, bank)
-        self.anchors = {layer: weight.detach().float().clone() for layer, weight in self.weights(model).items()}
+        # saved (persistent buffers): a resumed run must pull toward the start it had
+        self.anchors = LayerTensors(
+            {layer: weight.detach().float().clone() for layer, weight in self.weights(model).items()}, persistent=True
+        ).to(self.device)
 
     def layer_losses(self, model: nn.Module) -> dict[str, Tensor]:
         out = {}
@@ -33,9 +36,7 @@ class L2SPPrior(LossTerm):
             self._metrics[f"sq_dist/{layer}"] = out[layer].detach()
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "anchors": {layer: a.cpu() for layer, a in self.anchors.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.anchors = {layer: state["anchors"][layer].to(self.device) for layer in self.anchors}
+    def from_legacy_state(self, state) -> dict[str, Any]:
+        """{'generator', 'anchors': {layer: tensor}}."""
+        return {**super().from_legacy_state(state),
+                **{f"anchors.{module_key(layer)}": anchor for layer, anchor in state["anchors"].items()}}

@@ -51,7 +51,7 @@ def mmd2(x: Tensor, y: Tensor, scales: Sequence[float]) -> Tensor:
 
 @register_prior("mmd")
 class MMDPrior(LossTerm):
-    """`mmd_bandwidths` are multiples of the median pairwise distance among the layer's (normalised) bank
+    """`prior.mmd.bandwidths` are multiples of the median pairwise distance among the layer's (normalised) bank
     kernels, measured once: the same numbers then suit unit-normalised slices, raw kernels and whole
     filters of any size, and, being fixed, the loss does not change shape from step to step."""
 
@@ -59,24 +59,23 @@ class MMDPrior(LossTerm):
 
     def __init__(self, cfg: PriorConfig, model: nn.Module, device: torch.device | str, bank: FilterBank | None = None):
         super().__init__(cfg, model, device, bank)
-        self.bank_layers: dict[str, str] = {}
-        self.scales: dict[str, list[float]] = {}
+        self.bank_layers, self.pools = self.bank_pools(model)
+        self.scales: dict[str, list[float]] = {}  # python numbers, measured once: no read-back per step
         for layer in self.layers:
-            self.bank_layers[layer] = self.bank_layer_for(model, layer)
-            sample = self.bank_kernels(self.bank_layers[layer], MEDIAN_SAMPLES).flatten(1)
+            sample = self.bank_kernels(layer, MEDIAN_SAMPLES).flatten(1)
             median = median_distance(sample)
             if median <= 0:
                 raise UserError(
                     f"filter bank layer {self.bank_layers[layer]!r}: its kernels are all the same; MMD needs spread"
                 )
-            self.scales[layer] = [b * median for b in self.cfg.mmd_bandwidths]
+            self.scales[layer] = [b * median for b in self.cfg.mmd.bandwidths]
 
     def layer_losses(self, model: nn.Module) -> dict[str, Tensor]:
         out = {}
         n = self.cfg.kernels_per_step
         for layer, weight in self.weights(model).items():
             fake = self.model_kernels(weight, n).flatten(1)
-            real = self.bank_kernels(self.bank_layers[layer], n).flatten(1)
+            real = self.bank_kernels(layer, n).flatten(1)
             out[layer] = mmd2(fake, real, self.scales[layer])
             self._metrics[f"mmd/{layer}"] = out[layer].detach()
         return out

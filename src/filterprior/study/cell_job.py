@@ -13,6 +13,7 @@ from typing import Callable
 
 from filterprior.config import TrainConfig
 from filterprior.study.changes import read_record
+from filterprior.study.grid import same_cell
 from filterprior.study.locks import CELL_LOCK_FILE, cell_lock
 from filterprior.results import CELL_FILE, METRICS_FILE
 from filterprior.study.workers import pin_device
@@ -47,14 +48,14 @@ FINISHED, CHANGED, UNFINISHED = "finished", "changed", "unfinished"
 TRACEBACK_TAIL_LINES = 6  # in the message itself when error.txt cannot be written
 
 
-def cell_state(run_dir: Path, expected_hash: str) -> str:
-    """FINISHED (metrics.json and a cell.json of this config), CHANGED (metrics.json, but cell.json
-    missing, unreadable or of another config) or UNFINISHED (no metrics.json: never run, interrupted
-    or failed; redoing it loses nothing)."""
+def cell_state(run_dir: Path, cfg: TrainConfig) -> str:
+    """FINISHED (metrics.json and a cell.json of this config: grid.same_cell, so a cell recorded with the
+    legacy hash counts), CHANGED (metrics.json, but cell.json missing, unreadable or of another config)
+    or UNFINISHED (no metrics.json: never run, interrupted or failed; redoing it loses nothing)."""
     if not (run_dir / METRICS_FILE).is_file():
         return UNFINISHED
     record = read_record(run_dir / CELL_FILE)
-    return FINISHED if record is not None and record.get("config_hash") == expected_hash else CHANGED
+    return FINISHED if record is not None and same_cell(record.get("config_hash"), cfg) else CHANGED
 
 
 def run_job(job: Job) -> Outcome:
@@ -66,7 +67,7 @@ def run_job(job: Job) -> Outcome:
     except OSError as exc:
         return Outcome("failed", f"cannot lock {job.run_dir / CELL_LOCK_FILE}: {exc}")
     try:
-        state = cell_state(job.run_dir, job.cell_record["config_hash"])
+        state = cell_state(job.run_dir, job.cfg)
         if state == FINISHED:  # another study process finished it after this one looked
             return Outcome("finished")
         if state == CHANGED and not job.replace:

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from filterprior.config import TrainConfig, apply_overrides, config_hash, config_to_dict
+from filterprior.config import (
+    TrainConfig,
+    apply_overrides,
+    config_hash,
+    config_to_dict,
+    current_key,
+    legacy_config_hash,
+)
 from filterprior.errors import UserError
 from filterprior.study.methods import Method
 
@@ -100,12 +107,12 @@ def cell_config(
 
 def method_keys_overridden(method: Method, command_line_keys: Sequence[str]) -> list[str]:
     """The keys `method` sets that the command line also gives (so the command line's value is used)."""
-    given = set(command_line_keys)
+    given = {current_key(key) for key in command_line_keys}  # old names (prior.init_from_bank) as today's
     return [key for key in method_keys(method) if key in given]
 
 
 def method_keys(method: Method) -> list[str]:
-    return [item.split("=", 1)[0].strip() for item in method.overrides]
+    return [current_key(item.split("=", 1)[0].strip()) for item in method.overrides]
 
 
 def _get_key(cfg: TrainConfig, key: str):
@@ -122,25 +129,34 @@ def recipe_config(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, data=data, seed=cfg.seed - cfg.data.split_seed)
 
 
-def recipe_hash(cfg: TrainConfig) -> str:
+def recipe_hash(cfg: TrainConfig, legacy: bool = False) -> str:
     """cell_hash of recipe_config: the same for every split seed of one method at one size and config."""
-    return cell_hash(recipe_config(cfg))
+    return cell_hash(recipe_config(cfg), legacy)
 
 
-def cell_hash(cfg: TrainConfig) -> str:
+def cell_hash(cfg: TrainConfig, legacy: bool = False) -> str:
     """Config hash without the knobs that change how a run executes, not what it computes, plus the
     content hash of the filter bank the cell reads, if any.
 
     The runner sets threads from the worker count and switches progress bars off, so without this
     a resume with another --workers would redo every cell. The bank's content counts because the
     config names only its path (or nothing, for the bundled one): a rebuilt bank must redo its cells.
+    `legacy`: built on the legacy config hash, as cells recorded before the hash skipped defaults were.
     """
     from filterprior.banks.bank import bank_content_hash
-    from filterprior.banks.locate import bank_file
-    from filterprior.priors.base import uses_bank
+    from filterprior.banks.locate import init_bank_file, prior_bank_file
+    from filterprior.priors.base import needs_bank
 
-    plain = config_hash(dataclasses.replace(cfg, threads=None, progress=True))
-    bank = bank_file(cfg.prior, cfg.model.name) if uses_bank(cfg.prior) else None
-    if bank is None:  # no bank read (or none to find: the run itself will say so)
+    plain_cfg = dataclasses.replace(cfg, threads=None, progress=True)
+    plain = legacy_config_hash(plain_cfg) if legacy else config_hash(plain_cfg)
+    files = ([init_bank_file(cfg)] if cfg.init.from_bank else []) + ([prior_bank_file(cfg)] if needs_bank(cfg.prior) else [])
+    banks = list(dict.fromkeys(f for f in files if f is not None))  # one file when both read the same
+    if not banks:  # no bank read (or none to find: the run itself will say so)
         return plain
-    return hashlib.sha256(f"{plain}:{bank_content_hash(bank)}".encode()).hexdigest()[:12]
+    contents = ":".join(bank_content_hash(bank) for bank in banks)
+    return hashlib.sha256(f"{plain}:{contents}".encode()).hexdigest()[:12]
+
+
+def same_cell(stored_hash: str | None, cfg: TrainConfig) -> bool:
+    """config.same_config for a study cell: its recorded hash is today's cell hash or the legacy one."""
+    return stored_hash is not None and stored_hash in (cell_hash(cfg), cell_hash(cfg, legacy=True))

@@ -57,14 +57,15 @@ def _check_models(configs: Sequence[TrainConfig], num_classes: int) -> None:
 
     import torch
 
+    from filterprior.banks import prior_bank_file
     from filterprior.priors import create_prior
     from filterprior.train.engine import build_model
 
     cpu = torch.device("cpu")
     seen = set()
     for cfg in configs:
-        key = (cfg.model.name, repr(sorted(cfg.model.options.items())), repr(astuple(cfg.prior)))
+        key = (cfg.model.name, repr(sorted(cfg.model.options.items())), repr(astuple(cfg.prior)), repr(astuple(cfg.init)))
         if key not in seen:
             seen.add(key)
             model = build_model(cfg, num_classes, cpu)
-            create_prior(cfg.prior, model, cpu)
+            create_prior(cfg.prior, model, cpu, prior_bank_file(cfg), model_name=cfg.model.name)

@@ -25,7 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from filterprior.config import TrainConfig, config_to_dict
+from filterprior.config import TrainConfig, config_from_dict, config_to_dict
+from filterprior.config.legacy import upgrade_dict
 from filterprior.errors import UserError
 from filterprior.study.grid import (
     DEFAULT_SIZES,
@@ -162,7 +163,7 @@ def _cell_line(row: ResultRow) -> str:
     )
 
 
-def _write_tables(out_dir: Path, expected: dict[str, str], method_order: list[str]) -> Path:
+def _write_tables(out_dir: Path, expected: dict[str, tuple[str, ...]], method_order: list[str]) -> Path:
     with tables_lock(out_dir):  # shards sharing out_dir: the last writer sees every finished cell
         rows = collect_results(out_dir, expected)
         results = write_results_csv(rows, out_dir / RESULTS_FILE)
@@ -224,9 +225,10 @@ def run_study(
 
     configs = {cell: cell_config(base_cfg, cell, epochs_by_size, command_line_keys) for cell in grid}
     hashes = {cell: cell_hash(cfg) for cell, cfg in configs.items()}
-    expected = {cell.rel_dir.as_posix(): hashes[cell] for cell in grid}
+    # a cell recorded with the legacy hash counts too (its cell.json is brought up to date below)
+    expected = {cell.rel_dir.as_posix(): (hashes[cell], cell_hash(configs[cell], legacy=True)) for cell in grid}
 
-    states = {cell: cell_state(out_dir / cell.rel_dir, hashes[cell]) for cell in grid}
+    states = {cell: cell_state(out_dir / cell.rel_dir, configs[cell]) for cell in grid}
     changed = [cell for cell in grid if states[cell] == CHANGED]
     if changed and not overwrite:
         raise CellsChanged(out_dir, [_changed_cell(out_dir, cell, configs[cell]) for cell in changed])
@@ -263,7 +265,7 @@ def run_study(
         log(f"{len(busy)} cell(s) running in another study process, skipped: {_labels(busy)}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _record_recipes(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs)
+    _update_records(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs, hashes)
     failures: list[tuple[str, str]] = []
     elsewhere: list[str] = [cell.label for cell in busy]
     runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers, log, devices)
@@ -327,19 +329,41 @@ def _precedence_notes(methods: Sequence, command_line_keys: Sequence[str]) -> li
 
 def _changed_cell(out_dir: Path, cell: Cell, cfg: TrainConfig) -> ChangedCell:
     record = read_record(out_dir / cell.rel_dir / CELL_FILE) or {}
-    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(record.get("config"), config_to_dict(cfg)))
+    recorded = _as_today(record.get("config"))
+    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(recorded, config_to_dict(cfg)))
 
 
-def _record_recipes(out_dir: Path, finished: Sequence[Cell], configs: dict[Cell, TrainConfig]) -> None:
-    """Add the recipe hash to finished cells recorded before it existed (their config hash matches this
-    study's, so this study's recipe hash is theirs), so the tables keep averaging them with new cells."""
+def _as_today(recorded: object) -> object:
+    """A recorded config as this version reads it: old key names mapped, keys it lacks at their default
+    (so a key added since, left at its default, is no difference). As recorded if it no longer loads."""
+    if not isinstance(recorded, dict):
+        return recorded  # nothing recorded: config_differences says so
+    try:
+        return config_to_dict(config_from_dict(upgrade_dict(recorded, "cell.json", quiet=True)))
+    except (UserError, TypeError, ValueError):
+        return recorded
+
+
+def _update_records(out_dir: Path, finished: Sequence[Cell], configs: dict[Cell, TrainConfig],
+                    hashes: dict[Cell, str]) -> None:
+    """Bring finished cells' cell.json up to date, so the tables keep them with new cells of their config:
+    add the recipe hash to cells recorded before it existed, and give cells recorded with the legacy
+    config hash (same_cell found them the same config) today's config and recipe hashes, the old one
+    kept as `legacy_config_hash`."""
     for cell in finished:
         cell_file = out_dir / cell.rel_dir / CELL_FILE
         record = read_record(cell_file)
-        if record is not None and "recipe_hash" not in record:
-            record["recipe_hash"] = recipe_hash(configs[cell])
+        if record is None:
+            continue
+        updated = dict(record)
+        if record.get("config_hash") != hashes[cell]:  # the legacy hash (the cell counted as finished)
+            updated.update(config_hash=hashes[cell], legacy_config_hash=record.get("config_hash"),
+                           recipe_hash=recipe_hash(configs[cell]))
+        elif "recipe_hash" not in record:
+            updated["recipe_hash"] = recipe_hash(configs[cell])
+        if updated != record:
             try:
-                atomic_write_text(cell_file, json.dumps(record, indent=2) + "\n")
+                atomic_write_text(cell_file, json.dumps(updated, indent=2) + "\n")
             except OSError:
                 pass  # the tables then show the cell apart from newer ones: never wrongly averaged
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, save_config, validate_config
+from filterprior.config import TrainConfig, config_hash, same_config, save_config, validate_config
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
@@ -40,11 +40,10 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     from filterprior.models import create_model
 
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
-    model.filterprior_name = cfg.model.name  # priors look up the bundled bank by this name
-    if cfg.prior.init_from_bank or cfg.prior.freeze != "none":
+    if cfg.init.from_bank or cfg.init.freeze != "none":
         from filterprior.banks import apply_init_from_bank
 
-        apply_init_from_bank(cfg.prior, model, torch.Generator().manual_seed(cfg.seed))
+        apply_init_from_bank(cfg, model, torch.Generator().manual_seed(cfg.seed))
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
@@ -124,7 +123,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
     validate_config(cfg)
-    given_hash = config_hash(cfg)  # a run saved before data paths were made absolute still resumes
+    given_cfg = cfg  # a run saved before data paths were made absolute still resumes
     cfg = with_absolute_data_paths(cfg)
     if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
@@ -140,9 +139,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     prep = prepare_data(cfg, device)
     num_classes = len(prep.classes)
     model = build_model(cfg, num_classes, device)
+    from filterprior.banks import prior_bank_file
     from filterprior.priors import create_prior
 
-    prior = create_prior(cfg.prior, model, device)
+    prior = create_prior(cfg.prior, model, device, prior_bank_file(cfg), model_name=cfg.model.name)
     from filterprior.data.mixing import BatchMixer
     from filterprior.train.ema import WeightEMA
 
@@ -160,7 +160,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     start_epoch, step, elapsed = 0, 0, 0.0
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state.get("config_hash") not in (config_hash(cfg), given_hash):
+        if not (same_config(state.get("config_hash"), cfg) or same_config(state.get("config_hash"), given_cfg)):
             raise UserError(f"checkpoint {checkpoint_path} was written with another config; start a new run directory")
         unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -214,7 +214,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 step += 1
                 logged = {k: v.item() for k, v in losses.items()}
                 if prior is not None:
-                    logged.update(prior.after_step(model))
+                    logged.update({k: float(v) for k, v in prior.after_step(model).items()})  # tensors
                 for key, value in logged.items():
                     sums[key] = sums.get(key, 0.0) + value * len(labels)
                 correct += (logits.argmax(1) == targets.dominant()).sum().item()  # mixed: the larger share
