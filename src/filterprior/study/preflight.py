@@ -58,7 +58,7 @@ def _check_models(configs: Sequence[TrainConfig], num_classes: int) -> None:
     import torch
 
     from filterprior.priors import create_prior
-    from filterprior.train.engine import build_model
+    from filterprior.train.setup import build_model
 
     cpu = torch.device("cpu")
     seen = set()
