@@ -26,6 +26,7 @@ from filterprior.errors import UserError
 from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from filterprior.train.evaluate import EvalResult, evaluate
+from filterprior.train.meter import EpochMeter
 from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
 from filterprior.train.setup import Trainee, build, check_run_dir, image_counts, save_filter_picture, start_run_dir
 from filterprior.utils import atomic_write_text, resolve_device, seed_everything
@@ -33,17 +34,6 @@ from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, run_dir: Path) -> None:
-    for name, value in losses.items():
-        if not torch.isfinite(value).all():
-            kept = run_dir / "checkpoint.pt"
-            where = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"loss {name!r} became {value.item()} at step {step} (epoch {epoch + 1}); {where}. "
-                "Try a lower learning rate or prior weight."
-            )
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -123,45 +113,66 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     return finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say)
 
 
+# Steps between reads of the running sums and the finiteness flag inside an epoch (one read: one wait
+# for the device); a divergence is acted on at the next read, the epoch's end at the latest.
+READ_EVERY = 200
+
+
 def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, step: int, run_dir: Path,
                  quiet: bool) -> tuple[dict[str, float], int]:
     """One pass over the training set; returns the epoch's mean losses, metrics and accuracy, and the step."""
     torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
     prep.train_loader.set_epoch(epoch)
     run.mixer.set_epoch(epoch)
-    model, prior = run.model, run.prior
-    model.train()
-    sums: dict[str, float] = {}
-    correct, seen = 0, 0
+    run.model.train()
+    meter = EpochMeter(prep.train_loader.device)
     bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=None if (cfg.progress and not quiet) else True)
-    for i, (images, labels) in enumerate(bar):
-        images, targets = run.mixer(images, labels)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images)
-        losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
-        if prior is not None:
-            losses.update(prior.losses(model, epoch + i / run.steps_per_epoch))
-        _check_finite(losses, step, epoch, run_dir)
-        total = sum(losses.values())
-        run.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        run.optimizer.step()
-        run.scheduler.step()
-        if run.ema is not None:
-            run.ema.update(model)
-        step += 1
-        logged = {k: v.item() for k, v in losses.items()}
-        if prior is not None:
-            logged.update(prior.after_step(model))
-        for key, value in logged.items():
-            sums[key] = sums.get(key, 0.0) + value * len(labels)
-        correct += (logits.argmax(1) == targets.dominant()).sum().item()  # mixed: the larger share
-        seen += len(labels)
-    row = {k: v / seen for k, v in sums.items()}
-    row["train_acc"] = correct / seen
-    return row, step
+    try:
+        for i, (images, labels) in enumerate(bar):
+            train_step(cfg, run, images, labels, epoch + i / run.steps_per_epoch, step, meter)
+            step += 1
+            if (i + 1) % READ_EVERY == 0:
+                _stop_if_diverged(meter, epoch, run_dir)
+    except Exception:
+        _stop_if_diverged(meter, epoch, run_dir)  # an error caused by NaN weights is the divergence
+        raise
+    _stop_if_diverged(meter, epoch, run_dir)
+    return meter.read(), step
+
+
+def train_step(cfg: TrainConfig, run: Trainee, images: torch.Tensor, labels: torch.Tensor, progress: float,
+               step: int, meter: EpochMeter) -> None:
+    """One optimiser step; nothing in it waits for the device (losses and accuracy go to `meter`)."""
+    model, prior = run.model, run.prior
+    images, targets = run.mixer(images, labels)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    logits = model(images)
+    losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
+    if prior is not None:
+        losses.update(prior.losses(model, progress))
+    total = sum(losses.values())
+    run.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    run.optimizer.step()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(model)
+    meter.add_losses(losses, step, len(labels))
+    if prior is not None:
+        meter.add(prior.after_step(model), len(labels))  # floats or device tensors
+    meter.add_correct(logits, targets.dominant())  # mixed: the label with the larger share
+
+
+def _stop_if_diverged(meter: EpochMeter, epoch: int, run_dir: Path) -> None:
+    bad = meter.divergence()
+    if bad is None:
+        return
+    kept = run_dir / "checkpoint.pt"
+    where = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
+    raise TrainingDiverged(f"loss {bad.name!r} became {bad.value} at step {bad.step} (epoch {epoch + 1}); {where}. "
+                           "Try a lower learning rate or prior weight.")
 
 
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
