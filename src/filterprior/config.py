@@ -127,6 +127,9 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch CPU threads; None or 0: torch's default
     channels_last: bool = False  # NHWC memory format for model and batches (faster oneDNN/cuDNN kernels)
+    amp: str = "off"  # mixed precision of the model's forward pass: off | bf16 | fp16 (fp16 adds a grad scaler)
+    compile: bool = False  # torch.compile the model (checkpoints and weights stay plain state dicts)
+    deterministic: bool = False  # deterministic kernels (cuDNN, cuBLAS); off: cudnn.benchmark picks the fastest
     val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen)
@@ -185,6 +188,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise UserError(f"config key {key!r}: expected an integer, got {value!r}")
     if tp is str:
+        if value is False and key in OFF_IS_A_VALUE:  # YAML 1.1 reads `amp=off` as false
+            return "off"
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise UserError(f"config key {key!r}: expected a string, got {value!r}")
@@ -280,7 +285,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
 # Keys added after runs were recorded. At their default they are left out of the hash, so a config
 # written before they existed hashes as it did then (the study and --resume compare these hashes).
 LATER_KEYS = ("data.policy", "data.randaugment_n", "data.randaugment_m", "data.mixup", "data.cutmix",
-              "data.mix_prob", "ema")
+              "data.mix_prob", "ema", "amp", "compile", "deterministic")
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -320,6 +325,8 @@ def _betas(v: list[float]) -> bool:
 
 
 TTA_MODES = ("none", "flip")
+AMP_MODES = ("off", "bf16", "fp16")
+OFF_IS_A_VALUE = ("amp",)  # string keys whose value `off` YAML would read as false
 POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")  # data.policy
 
 # (dotted key, test, what is expected)
@@ -328,6 +335,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("batch_size", lambda v: v >= 1, "1 or more"),
     ("eval_batch_size", lambda v: v >= 1, "1 or more"),
     ("tta", lambda v: v in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
+    ("amp", lambda v: v in AMP_MODES, f"one of {', '.join(AMP_MODES)}"),
     ("threads", lambda v: v is None or v >= 0, "0 or more (0 or null: torch's default)"),
     ("val_every", lambda v: v >= 0, "0 or more (0: only at the end)"),
     ("data.images_per_class", lambda v: v is None or v >= 1, "1 or more (null: every training image)"),

@@ -27,6 +27,7 @@ from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from filterprior.train.evaluate import EvalResult, evaluate
 from filterprior.train.meter import EpochMeter
+from filterprior.train.precision import autocast, configure_kernels
 from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
 from filterprior.train.setup import Trainee, build, check_run_dir, image_counts, save_filter_picture, start_run_dir
 from filterprior.utils import atomic_write_text, resolve_device, seed_everything
@@ -61,6 +62,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     cfg = with_absolute_data_paths(cfg)
     if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
+    configure_kernels(cfg.deterministic)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()  # ~12 % faster steps on CPU: buffers are reused, not page-faulted in again
@@ -144,24 +146,31 @@ def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, ste
 def train_step(cfg: TrainConfig, run: Trainee, images: torch.Tensor, labels: torch.Tensor, progress: float,
                step: int, meter: EpochMeter) -> None:
     """One optimiser step; nothing in it waits for the device (losses and accuracy go to `meter`)."""
-    model, prior = run.model, run.prior
+    prior = run.prior
     images, targets = run.mixer(images, labels)
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    logits = model(images)
+    with autocast(cfg.amp, images.device):  # the forward pass only: losses and priors stay float32
+        logits = run.model(images)
+    logits = logits.float()
     losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
     if prior is not None:
-        losses.update(prior.losses(model, progress))
+        losses.update(prior.losses(run.plain, progress))
     total = sum(losses.values())
     run.optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    run.optimizer.step()
+    if run.scaler is None:
+        total.backward()
+        run.optimizer.step()
+    else:  # fp16: scaled gradients; a step with inf/NaN gradients is skipped and the scale lowered
+        run.scaler.scale(total).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
     run.scheduler.step()
     if run.ema is not None:
-        run.ema.update(model)
+        run.ema.update(run.plain)
     meter.add_losses(losses, step, len(labels))
     if prior is not None:
-        meter.add(prior.after_step(model), len(labels))  # floats or device tensors
+        meter.add(prior.after_step(run.plain), len(labels))  # floats or device tensors
     meter.add_correct(logits, targets.dominant())  # mixed: the label with the larger share
 
 

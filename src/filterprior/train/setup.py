@@ -21,6 +21,7 @@ from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
 from filterprior.train.environment import environment_info
 from filterprior.train.optim import build_optimizer, build_scheduler
+from filterprior.train.precision import compiled, grad_scaler
 from filterprior.utils import atomic_write_text
 
 
@@ -48,6 +49,12 @@ class Trainee:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     steps_per_epoch: int
+    scaler: torch.amp.GradScaler | None = None  # amp=fp16 only
+
+    @property
+    def plain(self) -> nn.Module:
+        """The model without torch.compile's wrapper: what priors inspect and state dicts are taken of."""
+        return unwrap(self.model)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -58,7 +65,8 @@ class Trainee:
         return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "prior": self.prior.state_dict() if self.prior is not None else None,
-                "ema": self.ema.state_dict() if self.ema is not None else None}
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         unwrap(self.model).load_state_dict(state["model"])
@@ -68,6 +76,8 @@ class Trainee:
             self.prior.load_state_dict(state["prior"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def build(cfg: TrainConfig, prep: Prepared, device: torch.device) -> Trainee:
@@ -85,7 +95,8 @@ def build(cfg: TrainConfig, prep: Prepared, device: torch.device) -> Trainee:
     if steps_per_epoch == 0:
         raise UserError(f"batch_size {cfg.batch_size} leaves no full training batch")
     scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, cfg.epochs * steps_per_epoch)
-    return Trainee(model, prior, mixer, ema, optimizer, scheduler, steps_per_epoch)
+    return Trainee(compiled(model, cfg.compile), prior, mixer, ema, optimizer, scheduler, steps_per_epoch,
+                   grad_scaler(cfg.amp, device))
 
 
 def check_run_dir(run_dir: Path) -> None:
