@@ -12,6 +12,7 @@ directory is train/setup.py's job.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,21 +21,24 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, validate_config
+from filterprior.config import TrainConfig, config_hash, config_to_dict, validate_config
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.train.allocator import keep_freed_memory
-from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
+from filterprior.train.disk import disk_full_as_user_error
+from filterprior.train.checkpoint import (export_weights, first_nonfinite, load_checkpoint, restore_previous,
+                                          save_checkpoint)
 from filterprior.train.evaluate import EvalResult, evaluate
 from filterprior.train.meter import EpochMeter
 from filterprior.train.precision import autocast, configure_kernels
+from filterprior.train.resume import apply_resume_changes, resume_changes
 from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
 from filterprior.train.setup import Trainee, build, check_run_dir, image_counts, save_filter_picture, start_run_dir
 from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 
 class TrainingDiverged(UserError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss, or a tensor to checkpoint, became NaN or infinite; the last good checkpoint is kept."""
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -76,43 +80,58 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     run = build(cfg, prep, device)
     history: list[dict[str, Any]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
+    kept_epoch: int | None = None  # the epoch of the checkpoint on disk
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state.get("config_hash") not in (config_hash(cfg), given_hash):
-            raise UserError(f"checkpoint {checkpoint_path} was written with another config; start a new run directory")
+        same = state.get("config_hash") in (config_hash(cfg), given_hash)
+        changes = {} if same else resume_changes(run_dir, cfg, state)
         run.load_state_dict(state)
         start_epoch, step, elapsed, history = state["epoch"], state["step"], state["elapsed_s"], state["history"]
+        apply_resume_changes(run, cfg, changes, step, run_dir, say)
         say(f"resuming {run_dir} from epoch {start_epoch}")
+        kept_epoch = start_epoch
     else:
         start_run_dir(run_dir, cfg, device, prep, run.model)
 
     say(f"{cfg.model.name} on {prep.data.name}: {image_counts(prep)}, {len(prep.classes)} classes, "
         f"{run.steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
+    kept = lambda: _on_disk(kept_epoch, checkpoint_path)  # noqa: E731 - read when a write fails
     tb = TensorBoardLog(run_dir / "tb")
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            started = time.perf_counter()
-            row, step = _train_epoch(cfg, run, prep, epoch, step, run_dir, quiet)
-            elapsed += time.perf_counter() - started
-            row = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
-                   "lr": run.optimizer.param_groups[0]["lr"], **row}
-            last = epoch + 1 == cfg.epochs
-            if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
-                val = evaluate(run.evaluated, prep.val_loader, len(prep.classes), cfg.tta)
-                row["val_loss"], row["val_acc"] = val.loss, val.acc
-            history.append(row)
-            write_metrics_csv(history, run_dir / "metrics.csv")
-            tb.log(row)
-            say(epoch_line(row, cfg.epochs))
-            if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
-                save_checkpoint({**run.state_dict(), "epoch": epoch + 1, "step": step, "elapsed_s": elapsed,
-                                 "history": history, "config_hash": config_hash(cfg)}, checkpoint_path)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, run.evaluated)
-    finally:
-        tb.close()
+    with disk_full_as_user_error(run_dir, kept):  # a full disk: one line saying what is kept
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                started = time.perf_counter()
+                meter, step = _train_epoch(cfg, run, prep, epoch, step, quiet)
+                row = meter.read()
+                _stop_if_diverged(meter, row, run, epoch, kept_epoch, checkpoint_path)
+                elapsed += time.perf_counter() - started
+                row = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
+                       "lr": run.optimizer.param_groups[0]["lr"], **row}
+                last = epoch + 1 == cfg.epochs
+                if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
+                    val = evaluate(run.evaluated, prep.val_loader, len(prep.classes), cfg.tta)
+                    row["val_loss"], row["val_acc"] = val.loss, val.acc
+                history.append(row)
+                write_metrics_csv(history, run_dir / "metrics.csv")
+                tb.log(row)
+                say(epoch_line(row, cfg.epochs))
+                if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
+                    with disk_full_as_user_error(checkpoint_path, kept):
+                        save_checkpoint({**run.state_dict(), "epoch": epoch + 1, "step": step,
+                                         "elapsed_s": elapsed, "history": history, "config_hash": config_hash(cfg),
+                                         "config": config_to_dict(cfg)}, checkpoint_path, keep_previous=True)
+                    kept_epoch = epoch + 1
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, run.evaluated)
+        finally:
+            tb.close()
+        return finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say)
 
-    return finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say)
+
+def _on_disk(kept_epoch: int | None, path: Path) -> str:
+    if kept_epoch is None:
+        return "no checkpoint was written yet"
+    return f"the last good checkpoint (epoch {kept_epoch}) is kept at {path}"
 
 
 # Steps between reads of the running sums and the finiteness flag inside an epoch (one read: one wait
@@ -120,9 +139,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
 READ_EVERY = 200
 
 
-def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, step: int, run_dir: Path,
-                 quiet: bool) -> tuple[dict[str, float], int]:
-    """One pass over the training set; returns the epoch's mean losses, metrics and accuracy, and the step."""
+def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, step: int,
+                 quiet: bool) -> tuple[EpochMeter, int]:
+    """One pass over the training set (cut short once a loss is not finite); its meter and the step."""
     torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
     prep.train_loader.set_epoch(epoch)
     run.mixer.set_epoch(epoch)
@@ -134,13 +153,12 @@ def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, ste
         for i, (images, labels) in enumerate(bar):
             train_step(cfg, run, images, labels, epoch + i / run.steps_per_epoch, step, meter)
             step += 1
-            if (i + 1) % READ_EVERY == 0:
-                _stop_if_diverged(meter, epoch, run_dir)
+            if (i + 1) % READ_EVERY == 0 and meter.divergence() is not None:
+                break
     except Exception:
-        _stop_if_diverged(meter, epoch, run_dir)  # an error caused by NaN weights is the divergence
-        raise
-    _stop_if_diverged(meter, epoch, run_dir)
-    return meter.read(), step
+        if meter.divergence() is None:
+            raise  # else an error caused by NaN weights: the divergence is reported instead
+    return meter, step
 
 
 def train_step(cfg: TrainConfig, run: Trainee, images: torch.Tensor, labels: torch.Tensor, progress: float,
@@ -174,14 +192,48 @@ def train_step(cfg: TrainConfig, run: Trainee, images: torch.Tensor, labels: tor
     meter.add_correct(logits, targets.dominant())  # mixed: the label with the larger share
 
 
-def _stop_if_diverged(meter: EpochMeter, epoch: int, run_dir: Path) -> None:
+_ADVICE = "Try a lower learning rate or prior weight (a resume may lower it: --resume optim.lr=...)."
+
+
+def _stop_if_diverged(meter: EpochMeter, row: dict[str, float], run: Trainee, epoch: int, kept_epoch: int | None,
+                      checkpoint_path: Path) -> None:
+    """Stop, keeping a good checkpoint, if a loss was not finite, the mean training loss exceeded
+    LOSS_LIMIT x ln(classes), or a tensor to checkpoint is not finite (losses can stay finite while
+    BatchNorm's running variances overflow)."""
+    limit = LOSS_LIMIT * math.log(run.num_classes)
     bad = meter.divergence()
-    if bad is None:
-        return
-    kept = run_dir / "checkpoint.pt"
-    where = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
-    raise TrainingDiverged(f"loss {bad.name!r} became {bad.value} at step {bad.step} (epoch {epoch + 1}); {where}. "
-                           "Try a lower learning rate or prior weight.")
+    if bad is not None:
+        problem = f"loss {bad.name!r} became {bad.value} at step {bad.step} (epoch {epoch + 1})"
+    elif row["train_loss"] > limit:
+        problem = (f"the mean training loss of epoch {epoch + 1} is {row['train_loss']:.3g}, above {limit:.3g} "
+                   f"({LOSS_LIMIT} x ln {run.num_classes}, ten times a uniform guess's)")
+    else:
+        tensor = first_nonfinite(run.state_dict())
+        if tensor is None:
+            return
+        problem = f"{tensor} holds NaN or inf after epoch {epoch + 1}, so it was not checkpointed"
+    raise TrainingDiverged(f"{problem}; {_kept(meter, epoch, kept_epoch, checkpoint_path, limit)}. {_ADVICE}")
+
+
+# A mean training cross-entropy above LOSS_LIMIT x ln(classes) is divergence, finite or not: a uniform
+# guess scores ln(classes), and no healthy run is ten times worse than guessing.
+LOSS_LIMIT = 10
+
+
+def _kept(meter: EpochMeter, epoch: int, kept_epoch: int | None, path: Path, limit: float) -> str:
+    """Which checkpoint is kept. Finite is not good: the weights of the last checkpoint are judged by the
+    loss they gave at this epoch's first step, and if it was already bad, the previous checkpoint is put back."""
+    if kept_epoch is None:
+        return "no checkpoint was written yet"
+    first = meter.first_loss("train_loss")
+    if kept_epoch == epoch and not (math.isfinite(first) and first <= limit):
+        previous = restore_previous(path)
+        if previous is not None:
+            return (f"the checkpoint of epoch {kept_epoch} already gave a loss of {first:.3g} at its first step, so it "
+                    f"was replaced by the one before it: {_on_disk(previous, path)}")
+        return (f"the only checkpoint (epoch {kept_epoch}, at {path}) already gave a loss of {first:.3g} at its "
+                "first step: resuming from it would likely diverge again; start afresh")
+    return _on_disk(kept_epoch, path)
 
 
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:

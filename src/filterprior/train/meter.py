@@ -45,6 +45,7 @@ class EpochMeter:
             self.loss_names = list(losses)
             self.loss_sums = torch.zeros_like(values)
             self._bad_values = torch.zeros_like(values)
+            self.first_values = values  # the losses of the weights the epoch started from
         newly = self.finite & ~torch.isfinite(values).all()
         self._bad_step = torch.where(newly, step, self._bad_step)
         self._bad_values = torch.where(newly, values, self._bad_values)
@@ -72,6 +73,13 @@ class EpochMeter:
         values = self._bad_values.tolist()
         index = next(i for i, v in enumerate(values) if not math.isfinite(v))
         return Divergence(int(self._bad_step), self.loss_names[index], values[index])
+
+    def first_loss(self, name: str) -> float:
+        """Loss `name` at the epoch's first step: how the weights it started from (the last checkpoint's,
+        when one was written after the previous epoch) fared on a batch. NaN if no step ran."""
+        if self.loss_sums is None:
+            return math.nan
+        return float(self.first_values[self.loss_names.index(name)])
 
     def read(self) -> dict[str, float]:
         """Mean of every named value over the images seen, and `train_acc`: one read from the device."""

@@ -49,6 +49,7 @@ class Trainee:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     steps_per_epoch: int
+    num_classes: int
     scaler: torch.amp.GradScaler | None = None  # amp=fp16 only
 
     @property
@@ -96,7 +97,7 @@ def build(cfg: TrainConfig, prep: Prepared, device: torch.device) -> Trainee:
         raise UserError(f"batch_size {cfg.batch_size} leaves no full training batch")
     scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, cfg.epochs * steps_per_epoch)
     return Trainee(compiled(model, cfg.compile), prior, mixer, ema, optimizer, scheduler, steps_per_epoch,
-                   grad_scaler(cfg.amp, device))
+                   len(prep.classes), grad_scaler(cfg.amp, device))
 
 
 def check_run_dir(run_dir: Path) -> None:
