@@ -46,6 +46,11 @@ def test_a_step_with_cutmix_and_mixup_never_waits_for_the_device():
     assert calls == [], calls
 
 
+def test_a_step_with_the_weight_average_never_waits_for_the_device():
+    calls, _ = _sync_calls_in_steps("ema=0.9", steps=3)  # the first update copies, the later ones average
+    assert calls == [], calls
+
+
 def test_the_counter_sees_the_old_loops_reads():
     """The test above can fail: the read-backs the old loop made each step are counted."""
     loss = torch.tensor(1.5)
