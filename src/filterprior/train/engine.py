@@ -146,7 +146,7 @@ def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, ste
     prep.train_loader.set_epoch(epoch)
     run.mixer.set_epoch(epoch)
     run.model.train()
-    meter = EpochMeter(prep.train_loader.device, run.steps_per_epoch)
+    meter = EpochMeter(prep.train_loader.device)
     bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=None if (cfg.progress and not quiet) else True)
     try:

@@ -1,14 +1,14 @@
 """An epoch's losses, metrics and accuracy kept on the device, so that a training step never waits for it.
 
 On a GPU, `.item()` or `if not torch.isfinite(loss)` makes the host wait until the device has caught up;
-twenty of them a step leave the GPU idle between kernels. The meter writes each step's losses into a row
-of a preallocated device tensor and adds up correct predictions there; the engine reads it all back once
+twenty of them a step leave the GPU idle between kernels. The meter keeps each step's 0-d loss tensors and
+its count of correct predictions as they are (no device work at all); the engine reads them back once
 (`read`, `divergence`) at the end of an epoch or every few hundred steps, and acts on a divergence there:
 the first row with a loss that is not finite names the step, the loss and its value.
 
 The epoch's means are summed on the host from the rows read back, `sum += loss * batch` in Python floats,
 the same arithmetic as the `.item()` loop before it, so metrics.csv keeps its numbers to the last digit.
-Rows are float64 (float32 on MPS, which has none): a float32 loss is stored exactly.
+They are read as float64 (float32 on MPS, which has none): a float32 loss is read exactly.
 """
 
 from __future__ import annotations
@@ -27,29 +27,23 @@ class Divergence:
 
 
 class EpochMeter:
-    def __init__(self, device: torch.device, steps: int = 1) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.device = device
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.capacity = max(1, steps)
-        self.rows: torch.Tensor | None = None  # steps x losses, one row a step
         self.loss_names: list[str] = []
+        self.losses: list[torch.Tensor] = []  # each step's losses, detached, in loss_names' order
         self.batches: list[int] = []  # batch sizes are known on the host
         self.first_step = 0
         self.sums: dict[str, torch.Tensor | float] = {}  # metrics beside the losses, e.g. a prior's
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.correct: list[torch.Tensor] = []  # each step's count of correct predictions
         self.seen = 0
         self._read: list[list[float]] | None = None
 
     def add_losses(self, losses: dict[str, torch.Tensor], step: int, batch: int) -> None:
-        """Record one step's losses (two device ops, no read)."""
-        if self.rows is None:
+        """Keep one step's losses (no device work at all: the 0-d results are kept as they are)."""
+        if not self.batches:
             self.loss_names, self.first_step = list(losses), step
-            self.rows = torch.empty((self.capacity, len(losses)), dtype=self.dtype, device=self.device)
-        n = len(self.batches)
-        if n == len(self.rows):  # more steps than announced
-            self.rows = torch.cat([self.rows, torch.empty_like(self.rows)])
-        with torch.no_grad():
-            self.rows[n] = torch.stack(list(losses.values()))
+        self.losses.extend(v.detach() for v in losses.values())
         self.batches.append(batch)
         self._read = None
 
@@ -64,12 +58,15 @@ class EpochMeter:
             self.sums[key] = value if previous is None else previous + value
 
     def add_correct(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self.correct += (logits.argmax(1) == labels).sum()
+        self.correct.append((logits.argmax(1) == labels).sum())
         self.seen += len(labels)
 
     def _rows(self) -> list[list[float]]:
+        """The losses step by step, read back in one go (float32 losses are exact in float64)."""
         if self._read is None:
-            self._read = self.rows[:len(self.batches)].tolist() if self.rows is not None else []
+            flat = torch.stack([v.to(self.dtype) for v in self.losses]).tolist() if self.losses else []
+            k = len(self.loss_names)
+            self._read = [flat[i:i + k] for i in range(0, len(flat), k)]
         return self._read
 
     def divergence(self) -> Divergence | None:
@@ -93,7 +90,8 @@ class EpochMeter:
             for name, value in zip(self.loss_names, row):
                 sums[name] += value * batch
         on_device = [k for k, v in self.sums.items() if isinstance(v, torch.Tensor)]
-        values = torch.stack([self.sums[k] for k in on_device] + [self.correct.to(self.dtype)]).tolist()
+        correct = torch.stack(self.correct).sum() if self.correct else torch.zeros((), device=self.device)
+        values = torch.stack([self.sums[k] for k in on_device] + [correct.to(self.dtype)]).tolist()
         read = dict(zip(on_device, values[:-1]))
         row = {k: v / self.seen for k, v in sums.items()}
         row.update({k: (read[k] if k in read else v) / self.seen for k, v in self.sums.items()})
