@@ -105,7 +105,7 @@ def batches(loader, n):
 def time_variant(variant: str, cfg, run, loader, steps: int) -> float:
     loader_module.random_crop = old_random_crop if variant == "old" else NEW_CROP
     run.model.train()
-    sums, counts, meter = {}, [0, 0], EpochMeter(torch.device("cpu"), steps)
+    sums, counts, meter = {}, [0, 0], EpochMeter(torch.device("cpu"))
     start = time.perf_counter()
     for i, (images, labels) in enumerate(batches(loader, steps)):
         if variant == "old":
@@ -136,7 +136,7 @@ def bookkeeping_us(batch: int, repeats: int = 2000) -> dict[str, float]:
             correct += (logits.argmax(1) == labels).sum().item()
 
     def new():
-        meter = EpochMeter(torch.device("cpu"), repeats)
+        meter = EpochMeter(torch.device("cpu"))
         for i in range(repeats):
             meter.add_losses(losses, i, batch)
             meter.add_correct(logits, labels)

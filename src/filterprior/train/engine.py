@@ -25,9 +25,9 @@ from filterprior.config import TrainConfig, config_hash, config_to_dict, validat
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.train.allocator import keep_freed_memory
-from filterprior.train.disk import disk_full_as_user_error
 from filterprior.train.checkpoint import (export_weights, first_nonfinite, load_checkpoint, restore_previous,
                                           save_checkpoint)
+from filterprior.train.disk import disk_full_as_user_error
 from filterprior.train.evaluate import EvalResult, evaluate
 from filterprior.train.meter import EpochMeter
 from filterprior.train.precision import autocast, configure_kernels
@@ -38,7 +38,8 @@ from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 
 class TrainingDiverged(UserError):
-    """A loss, or a tensor to checkpoint, became NaN or infinite; the last good checkpoint is kept."""
+    """A loss or a tensor to checkpoint became NaN or infinite, or the mean training loss exceeded the
+    limit; the last good checkpoint is kept."""
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
