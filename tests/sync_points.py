@@ -37,14 +37,18 @@ def _is_mask_index(args) -> bool:
 class SyncPoints(TorchFunctionMode):
     """Records, in order, the name of each call inside the block that would synchronise on a GPU."""
 
-    def __init__(self) -> None:
+    def __init__(self, host_only=None) -> None:
+        """`host_only()`, if given, returns tensors the caller knows live on the host on every device (such
+        as a non-capturable Adam's step counters): reading them never waits for a GPU, so it is not counted."""
         super().__init__()
         self.calls: list[str] = []
+        self.host_only = host_only
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", str(func))
         if (name in READS_BACK or (name == "to" and _is_host_copy(args, kwargs))
                 or (name == "__getitem__" and _is_mask_index(args))):
-            self.calls.append(name)
+            if not (self.host_only and args and any(args[0] is t for t in self.host_only())):
+                self.calls.append(name)
         return func(*args, **kwargs)

@@ -35,3 +35,12 @@ def test_augment_speed_times_every_policy_against_a_training_step(tmp_path):
     for policy in ("autoaugment", "randaugment", "trivialaugment"):
         assert rows[f"loader crop+flip+{policy}"] > 0
     assert rows["mynet-small training step"] > 0 and rows["mixup"] > 0
+
+
+def test_step_time_compares_the_old_loop_the_new_one_and_bf16(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "step_time.py"), "--models", "simplecnn", "--batches",
+                           "8", "--steps", "2", "--rounds", "1"], check=True, capture_output=True, text=True)
+    bookkeeping, row = [json.loads(line) for line in done.stdout.splitlines()]
+    assert set(bookkeeping["bookkeeping_us_per_step"]) == {"old", "new"}
+    assert (row["model"], row["batch"], row["threads"]) == ("simplecnn", 8, 1)
+    assert set(row["best_step_ms"]) == {"old", "new", "new-bf16"} and all(v > 0 for v in row["best_step_ms"].values())

@@ -122,8 +122,8 @@ def test_a_checkpoint_with_the_legacy_hash_resumes_and_a_changed_key_is_refused(
     assert state["config_hash"] == config_hash(cfg)
     state["config_hash"] = legacy_config_hash(cfg)  # as the version before wrote it
     save_checkpoint(state, checkpoint)
-    with pytest.raises(UserError, match="another config"):
-        train(apply_overrides(cfg, ["optim.lr=0.01"]), tmp_path / "cut", resume=True, quiet=True)
+    with pytest.raises(UserError, match="would change optim.weight_decay"):  # optim.lr may change on resume
+        train(apply_overrides(cfg, ["optim.weight_decay=0.01"]), tmp_path / "cut", resume=True, quiet=True)
     train(cfg, tmp_path / "cut", resume=True, quiet=True)
     full, resumed = load_file(str(tmp_path / "full" / "weights.safetensors")), load_file(str(tmp_path / "cut" / "weights.safetensors"))
     assert all(torch.equal(full[k], resumed[k]) for k in full)

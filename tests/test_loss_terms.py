@@ -21,7 +21,7 @@ from filterprior.models import create_model
 from filterprior.priors import LossTerm, create_prior
 from filterprior.train import train
 from filterprior.train.checkpoint import load_checkpoint, save_checkpoint
-from filterprior.train.engine import build_model
+from filterprior.train.setup import build_model
 
 torch.set_num_threads(1)
 

@@ -115,7 +115,7 @@ def test_bundled_methods_are_all_valid_recipes():
 def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_of_it():
     from filterprior.banks import load_bank
     from filterprior.config import load_config, packaged_config
-    from filterprior.train.engine import build_model
+    from filterprior.train.setup import build_model
 
     base = load_config(packaged_config("small-data.yaml"))
     cfg = apply_overrides(base, list(load_methods()["finetune-airnet"].overrides))

@@ -15,7 +15,12 @@ from filterprior.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train one model; writes a run directory", intermixed=True)
+    p = sub.add_parser(
+        "train", help="train one model; writes a run directory", intermixed=True,
+        epilog="speed and precision keys (KEY=VALUE): amp=off|bf16|fp16 (mixed-precision forward pass; fp16 adds a "
+               "grad scaler; priors and evaluation stay float32), compile=true (torch.compile the model; "
+               "checkpoints and weights stay plain), deterministic=true (deterministic cuDNN/cuBLAS kernels; "
+               "otherwise cudnn.benchmark), channels_last=true (see the README).")
     add_run_arguments(p)
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>-<random>, made new)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")

@@ -32,10 +32,10 @@ from filterprior.config.schema import (
     effective_config,
     image_size_ok,
 )
-from filterprior.config.validation import POLICIES, TTA_MODES, check_ranges, validate_config
+from filterprior.config.validation import AMP_MODES, POLICIES, TTA_MODES, check_ranges, validate_config
 
 __all__ = [
-    "LATER_KEYS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "POLICIES", "TTA_MODES", "AdversarialConfig", "DataConfig",
+    "AMP_MODES", "LATER_KEYS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "POLICIES", "TTA_MODES", "AdversarialConfig", "DataConfig",
     "InitConfig", "MMDConfig", "ModelConfig", "current_key",
     "OptimConfig", "PriorConfig", "TrainConfig", "apply_overrides", "check_ranges", "config_from_dict",
     "config_hash", "config_to_dict", "effective_config", "image_size_ok", "load_config", "packaged_config",

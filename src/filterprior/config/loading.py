@@ -20,6 +20,8 @@ from filterprior.config.schema import TrainConfig
 from filterprior.errors import UserError
 from filterprior.utils import atomic_write_text, read_yaml
 
+OFF_IS_A_VALUE = ("amp",)  # string keys whose value `off` YAML would read as false
+
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -69,6 +71,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise UserError(f"config key {key!r}: expected an integer, got {value!r}")
     if tp is str:
+        if value is False and key in OFF_IS_A_VALUE:  # YAML 1.1 reads `amp=off` as false
+            return "off"
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise UserError(f"config key {key!r}: expected a string, got {value!r}")

@@ -131,6 +131,9 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch CPU threads; None or 0: torch's default
     channels_last: bool = False  # NHWC memory format for model and batches (faster oneDNN/cuDNN kernels)
+    amp: str = "off"  # mixed precision of the model's forward pass: off | bf16 | fp16 (fp16 adds a grad scaler)
+    compile: bool = False  # torch.compile the model (checkpoints and weights stay plain state dicts)
+    deterministic: bool = False  # deterministic kernels (cuDNN, cuBLAS); off: cudnn.benchmark picks the fastest
     val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen)

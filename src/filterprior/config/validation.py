@@ -30,6 +30,7 @@ def _betas(v: list[float]) -> bool:
 
 
 TTA_MODES = ("none", "flip")
+AMP_MODES = ("off", "bf16", "fp16")
 POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")  # data.policy
 
 # (dotted key, test, what is expected)
@@ -38,6 +39,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("batch_size", lambda v: v >= 1, "1 or more"),
     ("eval_batch_size", lambda v: v >= 1, "1 or more"),
     ("tta", lambda v: v in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
+    ("amp", lambda v: v in AMP_MODES, f"one of {', '.join(AMP_MODES)}"),
     ("threads", lambda v: v is None or v >= 0, "0 or more (0 or null: torch's default)"),
     ("val_every", lambda v: v >= 0, "0 or more (0: only at the end)"),
     ("data.images_per_class", lambda v: v is None or v >= 1, "1 or more (null: every training image)"),

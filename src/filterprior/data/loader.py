@@ -158,7 +158,8 @@ class TensorLoader:
             top = torch.randint(0, height - aug.cutout + 1, (n,), generator=gen)
             left = torch.randint(0, width - aug.cutout + 1, (n,), generator=gen)
             draws["cutout"] = torch.stack([top, left], dim=1)
-        draws = {k: v.to(self.device) for k, v in draws.items()}
+        # once an epoch, to the device (host to device: no wait for it); on the CPU they are there already
+        draws = {k: v if v.device == self.device else v.to(self.device) for k, v in draws.items()}
         if self.policy is not None:  # stays on the CPU: it groups images by operation
             draws["policy_ops"], draws["policy_mags"] = self.policy.draw(n, gen, height, width)
         return draws
@@ -184,20 +185,15 @@ class TensorLoader:
 def random_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
     """Crop each image of x (B x C x H x W) from its zero-padded copy at offsets (B x 2: dy, dx in 0..2p).
 
-    Rows, then columns: for each of the 2p+1 shifts, one slice copy of the images that drew it
-    (2 x (2p+1) tensor ops a batch, no loop over images, no per-pixel index tensors).
+    Two gathers (rows, then columns) with each image's own index range: no loop, and nothing whose size
+    depends on the offsets, so the host never waits for the device to know them.
     """
     b, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    rows = torch.empty((b, c, h, w + 2 * padding), dtype=x.dtype, device=x.device)
-    out = torch.empty_like(x)
-    for shift in range(2 * padding + 1):
-        chosen = (offsets[:, 0] == shift).nonzero().squeeze(1)
-        rows.index_copy_(0, chosen, padded.index_select(0, chosen)[:, :, shift : shift + h, :])
-    for shift in range(2 * padding + 1):
-        chosen = (offsets[:, 1] == shift).nonzero().squeeze(1)
-        out.index_copy_(0, chosen, rows.index_select(0, chosen)[:, :, :, shift : shift + w])
-    return out
+    rows = (offsets[:, 0:1] + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
+    x = padded.gather(2, rows)
+    cols = (offsets[:, 1:2] + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
+    return x.gather(3, cols)
 
 
 def cutout(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:

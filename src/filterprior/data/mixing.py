@@ -82,7 +82,7 @@ class BatchMixer:
             return images, Targets(labels)
         use_cutmix = cfg.cutmix > 0 and (cfg.mixup <= 0 or self.rng.random() < 0.5)
         lam = float(self.rng.beta(*(2 * [cfg.cutmix if use_cutmix else cfg.mixup])))
-        order = torch.from_numpy(self.rng.permutation(len(labels))).to(images.device)
+        order = torch.as_tensor(self.rng.permutation(len(labels)), device=images.device)  # host to device: no wait
         partner = images.index_select(0, order)
         if use_cutmix:
             images, lam = cutmix(images, partner, lam, self.rng)

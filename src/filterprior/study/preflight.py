@@ -59,7 +59,7 @@ def _check_models(configs: Sequence[TrainConfig], num_classes: int) -> None:
 
     from filterprior.banks import prior_bank_file
     from filterprior.priors import create_prior
-    from filterprior.train.engine import build_model
+    from filterprior.train.setup import build_model
 
     cpu = torch.device("cpu")
     seen = set()

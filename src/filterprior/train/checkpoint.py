@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,56 @@ from filterprior.models.introspect import unwrap
 from filterprior.utils import atomic_path, atomic_write_text, read_json
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+def save_checkpoint(state: dict[str, Any], path: str | Path, keep_previous: bool = False) -> None:
+    """Write atomically; with `keep_previous` the checkpoint it replaces stays as previous_path(path)
+    (a hard link, else a copy; checkpoint.pt is never missing in between)."""
+    path = Path(path)
+    if keep_previous and path.is_file():
+        with atomic_path(previous_path(path)) as tmp:
+            try:
+                os.link(path, tmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, tmp)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def previous_path(path: str | Path) -> Path:
+    """checkpoint.prev.pt beside checkpoint.pt: the one before it, to fall back to after a divergence."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def restore_previous(path: str | Path) -> int | None:
+    """Put the previous checkpoint back in place of `path`; its epoch, or None when there is none."""
+    previous = previous_path(path)
+    if not previous.is_file():
+        return None
+    epoch = load_checkpoint(previous).get("epoch")
+    os.replace(previous, path)
+    return epoch
+
+
+def first_nonfinite(state: Any, where: str = "") -> str | None:
+    """The key path (e.g. `model.bn1.running_var`) of the first floating tensor in `state` holding NaN or
+    inf, else None. One read from the device for the whole state, a walk only when something is wrong."""
+    tensors = dict(_floating(state, where))
+    if not tensors:
+        return None
+    flags = torch.stack([torch.isfinite(t).all() for t in tensors.values()])
+    if bool(flags.all()):
+        return None
+    return next(path for path, ok in zip(tensors, flags.tolist()) if not ok)
+
+
+def _floating(state: Any, where: str):
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            yield where or "tensor", state
+        return
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        yield from _floating(value, f"{where}.{key}" if where else str(key))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

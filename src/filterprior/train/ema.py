@@ -11,6 +11,7 @@ does), so the averaged model carries statistics of its own and needs no extra pa
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -24,17 +25,21 @@ def warmed_up_decay(decay: float, updates: int) -> float:
 
 
 class WeightEMA:
-    """`update(model)` after each step; `.model` is the averaged model to evaluate and export."""
+    """`update(model)` after each step; `.model` is the averaged model to evaluate and export.
+
+    torch's AveragedModel holds the average and its state dict (`module.*`, `n_averaged`), but the update
+    is done here with AveragedModel's own arithmetic (a copy at the first update, then one foreach lerp a
+    device and dtype) and the update count kept on the host: AveragedModel.update_parameters reads
+    `n_averaged` back from the device twice a step (`n_averaged == 0`, `n_averaged > 0`), which on a GPU
+    makes the host wait for every step to finish.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
-
-        def average(ema: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
-            get_ema_multi_avg_fn(warmed_up_decay(decay, int(updates)))(ema, current, updates)
-
-        self.averaged = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+        self.averaged = AveragedModel(model, use_buffers=True)
+        self._updates = 0  # = averaged.n_averaged, known on the host
 
     @property
     def model(self) -> nn.Module:
@@ -42,14 +47,30 @@ class WeightEMA:
 
     @property
     def updates(self) -> int:
-        return int(self.averaged.n_averaged)
+        return self._updates
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        self.averaged.update_parameters(model)
+        averaged = [t.detach() for t in itertools.chain(self.model.parameters(), self.model.buffers())]
+        current = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+        if self._updates == 0:
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+        else:
+            groups: dict[tuple, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+            for a, c in zip(averaged, current):
+                pair = groups.setdefault((a.device, a.dtype), ([], []))
+                pair[0].append(a)
+                pair[1].append(c)
+            ema_update = get_ema_multi_avg_fn(warmed_up_decay(self.decay, self._updates))
+            for group_averaged, group_current in groups.values():
+                ema_update(group_averaged, group_current, None)
+        self.averaged.n_averaged += 1
+        self._updates += 1
 
     def state_dict(self) -> dict[str, Any]:
         return self.averaged.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state)
+        self._updates = int(self.averaged.n_averaged)

@@ -5,12 +5,14 @@ afterwards; it knows nothing about discriminators. Each epoch's randomness (orde
 mixing, dropout, the prior's sampling) is seeded from (seed, epoch), so a run resumed from its last
 checkpoint ends exactly where an uninterrupted run would. With mixup or CutMix the loss weighs both
 labels and training accuracy counts the dominant one; with `ema` on, the weight average is what is
-validated, tested and exported (the checkpoint keeps both).
+validated, tested and exported (the checkpoint keeps both). Building what is trained and the run
+directory is train/setup.py's job.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,87 +21,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from filterprior.config import TrainConfig, config_hash, same_config, save_config, validate_config
+from filterprior.config import TrainConfig, config_hash, config_to_dict, same_config, validate_config
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
-from filterprior.models.introspect import unwrap
 from filterprior.train.allocator import keep_freed_memory
-from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
-from filterprior.train.environment import environment_info
+from filterprior.train.checkpoint import (export_weights, first_nonfinite, load_checkpoint, restore_previous,
+                                          save_checkpoint)
+from filterprior.train.disk import disk_full_as_user_error
 from filterprior.train.evaluate import EvalResult, evaluate
-from filterprior.train.optim import build_optimizer, build_scheduler
+from filterprior.train.meter import EpochMeter
+from filterprior.train.precision import autocast, configure_kernels
+from filterprior.train.resume import apply_resume_changes, resume_changes
 from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
+from filterprior.train.setup import Trainee, build, check_run_dir, image_counts, save_filter_picture, start_run_dir
 from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 
 class TrainingDiverged(UserError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
-    from filterprior.models import create_model
-
-    model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
-    if cfg.init.from_bank or cfg.init.freeze != "none":
-        from filterprior.banks import apply_init_from_bank
-
-        apply_init_from_bank(cfg, model, torch.Generator().manual_seed(cfg.seed))
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
-
-
-def _first_conv_weight(model) -> torch.Tensor | None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            return module.weight.detach().cpu()
-    return None
-
-
-def _save_filter_picture(model, path: Path, title: str) -> None:
-    weight = _first_conv_weight(model)
-    if weight is None:
-        return
-    from filterprior.figures.filters import plot_filter_grid
-
-    kernels = weight if weight.shape[1] == 3 else weight.flatten(0, 1)
-    plot_filter_grid(kernels, path, title=title)
-
-
-def _save_augment_preview(prep: Prepared, cfg: TrainConfig, path: Path) -> None:
-    """What this recipe's augmentation does to some of the run's own training images (its own draws;
-    the run's generators are untouched)."""
-    from filterprior.data.augment_preview import augment_preview
-
-    loader = prep.train_loader
-    augment_preview(loader.images.permute(0, 2, 3, 1), loader.labels, loader.augment, prep.mix, path,
-                    seed=cfg.seed, classes=prep.classes)
-
-
-def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, run_dir: Path) -> None:
-    for name, value in losses.items():
-        if not torch.isfinite(value).all():
-            kept = run_dir / "checkpoint.pt"
-            where = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"loss {name!r} became {value.item()} at step {step} (epoch {epoch + 1}); {where}. "
-                "Try a lower learning rate or prior weight."
-            )
-
-
-def _check_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} is an existing file; choose a directory (new or a run's) for --out")
-
-
-def _image_counts(prep: Prepared) -> str:
-    """Where the dataset's images went: 'full' CIFAR-10 trains on 45,000 (5,000 go to the validation
-    pool), and an own folder without test/ also gives 20 % of each class to its test set."""
-    n_train, n_all = len(prep.train_loader.labels), len(prep.data.train_labels)
-    n_pool = len(prep.val_loader.labels) if prep.val_loader is not None else 0
-    unused = n_all - n_train - n_pool
-    parts = [f"{n_pool} in the validation pool"] + ([f"{unused} unused"] if unused else [])
-    return (f"{n_train} training images (of {n_all}: {', '.join(parts)}), "
-            f"{len(prep.test_loader.labels)} test images")
+    """A loss or a tensor to checkpoint became NaN or infinite, or the mean training loss exceeded the
+    limit; the last good checkpoint is kept."""
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -121,12 +61,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     """
     # Everything that can reject the config runs before the run directory is created or written to.
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir)
+    check_run_dir(run_dir)
     validate_config(cfg)
     given_cfg = cfg  # a run saved before data paths were made absolute still resumes
     cfg = with_absolute_data_paths(cfg)
     if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
+    configure_kernels(cfg.deterministic)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()  # ~12 % faster steps on CPU: buffers are reused, not page-faulted in again
@@ -137,127 +78,177 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
 
     seed_everything(cfg.seed)
     prep = prepare_data(cfg, device)
-    num_classes = len(prep.classes)
-    model = build_model(cfg, num_classes, device)
-    from filterprior.banks import prior_bank_file
-    from filterprior.priors import create_prior
-
-    prior = create_prior(cfg.prior, model, device, prior_bank_file(cfg), model_name=cfg.model.name)
-    from filterprior.data.mixing import BatchMixer
-    from filterprior.train.ema import WeightEMA
-
-    mixer = BatchMixer(prep.mix, seed=cfg.seed)
-    ema = WeightEMA(unwrap(model), cfg.ema) if cfg.ema > 0 else None
-    evaluated = ema.model if ema is not None else model  # what is validated, tested and exported
-    optimizer = build_optimizer(model, cfg.optim)
-    steps_per_epoch = len(prep.train_loader)
-    if steps_per_epoch == 0:
-        raise UserError(f"batch_size {cfg.batch_size} leaves no full training batch")
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch, total_steps)
-
+    run = build(cfg, prep, device)
     history: list[dict[str, Any]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
+    kept_epoch: int | None = None  # the epoch of the checkpoint on disk
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if not (same_config(state.get("config_hash"), cfg) or same_config(state.get("config_hash"), given_cfg)):
-            raise UserError(f"checkpoint {checkpoint_path} was written with another config; start a new run directory")
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if prior is not None and state.get("prior") is not None:
-            prior.load_state_dict(state["prior"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
-        history = state["history"]
+        same = same_config(state.get("config_hash"), cfg) or same_config(state.get("config_hash"), given_cfg)
+        changes = {} if same else resume_changes(run_dir, cfg, state)
+        run.load_state_dict(state)
+        start_epoch, step, elapsed, history = state["epoch"], state["step"], state["elapsed_s"], state["history"]
+        apply_resume_changes(run, cfg, changes, step, run_dir, say)
         say(f"resuming {run_dir} from epoch {start_epoch}")
+        kept_epoch = start_epoch
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        atomic_write_text(run_dir / "env.json", json.dumps(environment_info(device, cfg), indent=2))
-        if cfg.filter_pictures:
-            _save_filter_picture(model, run_dir / "filters_start.png", "first conv layer, start")
-        if prep.train_loader.augment.on or prep.mix.on:
-            _save_augment_preview(prep, cfg, run_dir / "augment_preview.png")
+        start_run_dir(run_dir, cfg, device, prep, run.model)
 
-    say(f"{cfg.model.name} on {prep.data.name}: {_image_counts(prep)}, {num_classes} classes, "
-        f"{steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
+    say(f"{cfg.model.name} on {prep.data.name}: {image_counts(prep)}, {len(prep.classes)} classes, "
+        f"{run.steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
+    kept = lambda: _on_disk(kept_epoch, checkpoint_path)  # noqa: E731 - read when a write fails
     tb = TensorBoardLog(run_dir / "tb")
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            started = time.perf_counter()
-            torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
-            prep.train_loader.set_epoch(epoch)
-            mixer.set_epoch(epoch)
-            model.train()
-            sums: dict[str, float] = {}
-            correct, seen = 0, 0
-            bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                       disable=None if (cfg.progress and not quiet) else True)
-            for i, (images, labels) in enumerate(bar):
-                images, targets = mixer(images, labels)
-                if cfg.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                logits = model(images)
-                losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
-                if prior is not None:
-                    losses.update(prior.losses(model, epoch + i / steps_per_epoch))
-                _check_finite(losses, step, epoch, run_dir)
-                total = sum(losses.values())
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                logged = {k: v.item() for k, v in losses.items()}
-                if prior is not None:
-                    logged.update({k: float(v) for k, v in prior.after_step(model).items()})  # tensors
-                for key, value in logged.items():
-                    sums[key] = sums.get(key, 0.0) + value * len(labels)
-                correct += (logits.argmax(1) == targets.dominant()).sum().item()  # mixed: the larger share
-                seen += len(labels)
-            elapsed += time.perf_counter() - started
-            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
-                                   "lr": optimizer.param_groups[0]["lr"]}
-            row.update({k: v / seen for k, v in sums.items()})
-            row["train_acc"] = correct / seen
-            last = epoch + 1 == cfg.epochs
-            if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
-                val = evaluate(evaluated, prep.val_loader, num_classes, cfg.tta)
-                row["val_loss"], row["val_acc"] = val.loss, val.acc
-            history.append(row)
-            write_metrics_csv(history, run_dir / "metrics.csv")
-            tb.log(row)
-            say(epoch_line(row, cfg.epochs))
-            if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
-                save_checkpoint(
-                    {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "prior": prior.state_dict() if prior else None,
-                     "ema": ema.state_dict() if ema is not None else None,
-                     "epoch": epoch + 1, "step": step, "elapsed_s": elapsed, "history": history,
-                     "config_hash": config_hash(cfg)},
-                    checkpoint_path,
-                )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, evaluated)
-    finally:
-        tb.close()
+    with disk_full_as_user_error(run_dir, kept):  # a full disk: one line saying what is kept
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                started = time.perf_counter()
+                meter, step = _train_epoch(cfg, run, prep, epoch, step, quiet)
+                row = meter.read()
+                _stop_if_diverged(meter, row, run, epoch, kept_epoch, checkpoint_path)
+                elapsed += time.perf_counter() - started
+                row = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
+                       "lr": run.optimizer.param_groups[0]["lr"], **row}
+                last = epoch + 1 == cfg.epochs
+                if prep.val_loader is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
+                    val = evaluate(run.evaluated, prep.val_loader, len(prep.classes), cfg.tta)
+                    row["val_loss"], row["val_acc"] = val.loss, val.acc
+                history.append(row)
+                write_metrics_csv(history, run_dir / "metrics.csv")
+                tb.log(row)
+                say(epoch_line(row, cfg.epochs))
+                if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
+                    with disk_full_as_user_error(checkpoint_path, kept):
+                        save_checkpoint({**run.state_dict(), "epoch": epoch + 1, "step": step,
+                                         "elapsed_s": elapsed, "history": history, "config_hash": config_hash(cfg),
+                                         "config": config_to_dict(cfg)}, checkpoint_path, keep_previous=True)
+                    kept_epoch = epoch + 1
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, run.evaluated)
+        finally:
+            tb.close()
+        return finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say)
 
-    return finish_run(cfg, run_dir, evaluated, prep, history, step, elapsed, say)
+
+def _on_disk(kept_epoch: int | None, path: Path) -> str:
+    if kept_epoch is None:
+        return "no checkpoint was written yet"
+    return f"the last good checkpoint (epoch {kept_epoch}) is kept at {path}"
+
+
+# Steps between reads of the running sums and the finiteness flag inside an epoch (one read: one wait
+# for the device); a divergence is acted on at the next read, the epoch's end at the latest.
+READ_EVERY = 200
+
+
+def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, step: int,
+                 quiet: bool) -> tuple[EpochMeter, int]:
+    """One pass over the training set (cut short once a loss is not finite); its meter and the step."""
+    torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
+    prep.train_loader.set_epoch(epoch)
+    run.mixer.set_epoch(epoch)
+    run.model.train()
+    meter = EpochMeter(prep.train_loader.device)
+    bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=None if (cfg.progress and not quiet) else True)
+    try:
+        for i, (images, labels) in enumerate(bar):
+            train_step(cfg, run, images, labels, epoch + i / run.steps_per_epoch, step, meter)
+            step += 1
+            if (i + 1) % READ_EVERY == 0 and meter.divergence() is not None:
+                break
+    except Exception:
+        if meter.divergence() is None:
+            raise  # else an error caused by NaN weights: the divergence is reported instead
+    return meter, step
+
+
+def train_step(cfg: TrainConfig, run: Trainee, images: torch.Tensor, labels: torch.Tensor, progress: float,
+               step: int, meter: EpochMeter) -> None:
+    """One optimiser step; nothing in it waits for the device (losses and accuracy go to `meter`)."""
+    prior = run.prior
+    images, targets = run.mixer(images, labels)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(cfg.amp, images.device):  # the forward pass only: losses and priors stay float32
+        logits = run.model(images)
+    logits = logits.float()
+    losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
+    if prior is not None:
+        losses.update(prior.losses(run.plain, progress))
+    total = sum(losses.values())
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is None:
+        total.backward()
+        run.optimizer.step()
+    else:  # fp16: scaled gradients; a step with inf/NaN gradients is skipped and the scale lowered
+        run.scaler.scale(total).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.plain)
+    meter.add_losses(losses, step, len(labels))
+    if prior is not None:
+        meter.add(prior.after_step(run.plain), len(labels))  # floats or device tensors
+    meter.add_correct(logits, targets.dominant())  # mixed: the label with the larger share
+
+
+_ADVICE = "Try a lower learning rate or prior weight (a resume may lower it: --resume optim.lr=...)."
+
+
+def _stop_if_diverged(meter: EpochMeter, row: dict[str, float], run: Trainee, epoch: int, kept_epoch: int | None,
+                      checkpoint_path: Path) -> None:
+    """Stop, keeping a good checkpoint, if a loss was not finite, the mean training loss exceeded
+    LOSS_LIMIT x ln(classes), or a tensor to checkpoint is not finite (losses can stay finite while
+    BatchNorm's running variances overflow)."""
+    limit = LOSS_LIMIT * math.log(run.num_classes)
+    bad = meter.divergence()
+    if bad is not None:
+        problem = f"loss {bad.name!r} became {bad.value} at step {bad.step} (epoch {epoch + 1})"
+    elif row["train_loss"] > limit:
+        problem = (f"the mean training loss of epoch {epoch + 1} is {row['train_loss']:.3g}, above {limit:.3g} "
+                   f"({LOSS_LIMIT} x ln {run.num_classes}, ten times a uniform guess's)")
+    else:
+        tensor = first_nonfinite(run.state_dict())
+        if tensor is None:
+            return
+        problem = f"{tensor} holds NaN or inf after epoch {epoch + 1}, so it was not checkpointed"
+    raise TrainingDiverged(f"{problem}; {_kept(meter, epoch, kept_epoch, checkpoint_path, limit)}. {_ADVICE}")
+
+
+# A mean training cross-entropy above LOSS_LIMIT x ln(classes) is divergence, finite or not: a uniform
+# guess scores ln(classes), and no healthy run is ten times worse than guessing.
+LOSS_LIMIT = 10
+
+
+def _kept(meter: EpochMeter, epoch: int, kept_epoch: int | None, path: Path, limit: float) -> str:
+    """Which checkpoint is kept. Finite is not good: the weights of the last checkpoint are judged by the
+    loss they gave at this epoch's first step, and if it was already bad, the previous checkpoint is put back."""
+    if kept_epoch is None:
+        return "no checkpoint was written yet"
+    first = meter.first_loss("train_loss")
+    if kept_epoch == epoch and not (math.isfinite(first) and first <= limit):
+        previous = restore_previous(path)
+        if previous is not None:
+            return (f"the checkpoint of epoch {kept_epoch} already gave a loss of {first:.3g} at its first step, so it "
+                    f"was replaced by the one before it: {_on_disk(previous, path)}")
+        return (f"the only checkpoint (epoch {kept_epoch}, at {path}) already gave a loss of {first:.3g} at its "
+                "first step: resuming from it would likely diverge again; start afresh")
+    return _on_disk(kept_epoch, path)
 
 
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
-    """Test once at the end (never the best epoch), export weights, pictures, then metrics.json last."""
+    """Test once at the end (never the best epoch), export weights, pictures, then metrics.json last.
+
+    The validation pool is evaluated by the last epoch (its row in `history`) and read from there."""
     from filterprior.models import count_parameters
     from filterprior.figures.plots import plot_confusion, plot_curves, write_confusion_csv
 
     num_classes = len(prep.classes)
-    val: EvalResult | None = None
-    if prep.val_loader is not None:
-        val = evaluate(model, prep.val_loader, num_classes, cfg.tta)
+    val = _last_epoch_val(history, cfg.epochs)
+    if val is None and prep.val_loader is not None:
+        result = evaluate(model, prep.val_loader, num_classes, cfg.tta)
+        val = {"val_loss": result.loss, "val_acc": result.acc}
     test: EvalResult | None = evaluate(model, prep.test_loader, num_classes, cfg.tta) if cfg.test else None
     if test is not None:
         write_confusion_csv(test.confusion, prep.classes, run_dir / "confusion.csv")
@@ -265,7 +256,7 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
                        title=f"test accuracy {100 * test.acc:.2f}%")
     plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     if cfg.filter_pictures:
-        _save_filter_picture(model, run_dir / "filters_end.png", "first conv layer, end")
+        save_filter_picture(model, run_dir / "filters_end.png", "first conv layer, end")
     export_weights(model, run_dir / "weights.safetensors", {
         "model": cfg.model.name, "options": cfg.model.options, "num_classes": num_classes,
         "classes": prep.classes, "mean": list(prep.mean), "std": list(prep.std),
@@ -275,7 +266,7 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
     })
     metrics = {
         "test_acc": test.acc if test else None, "test_loss": test.loss if test else None,
-        "val_acc": val.acc if val else None, "val_loss": val.loss if val else None,
+        "val_acc": val["val_acc"] if val else None, "val_loss": val["val_loss"] if val else None,
         "per_class_acc": dict(zip(prep.classes, test.per_class_acc)) if test else None, "classes": prep.classes,
         "epochs": cfg.epochs, "steps": step, "wall_time_s": elapsed,
         "images_per_class": prep.images_per_class, "split_seed": cfg.data.split_seed,
@@ -287,13 +278,13 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     parts = [f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images)"] if test else ["test set not evaluated"]
     if val:
-        parts.append(f"validation pool {100 * val.acc:.2f}% ({len(prep.val_loader.labels)} images)")
+        parts.append(f"validation pool {100 * val['val_acc']:.2f}% ({len(prep.val_loader.labels)} images)")
     say("; ".join(parts) + f"; run dir {run_dir}")
     return metrics
 
 
-def per_class_table(metrics: dict[str, Any]) -> str:
-    rows = [f"  {name:<20} {100 * acc:6.2f}%" for name, acc in metrics["per_class_acc"].items()]
-    return "\n".join(rows)
-
-
+def _last_epoch_val(history: list[dict[str, Any]], epochs: int) -> dict[str, float] | None:
+    """The validation pool's loss and accuracy as the last epoch evaluated them (None if it did not)."""
+    if history and history[-1].get("epoch") == epochs and "val_acc" in history[-1]:
+        return {"val_loss": history[-1]["val_loss"], "val_acc": history[-1]["val_acc"]}
+    return None

@@ -44,6 +44,9 @@ def environment_info(device: torch.device, cfg: Any = None) -> dict[str, Any]:
         "malloc_keeps_freed_memory": freed_memory_kept(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if cfg is not None:  # how the run's kernels were chosen (config keys amp, compile, deterministic)
+        info.update({"amp": cfg.amp, "compile": cfg.compile, "deterministic": cfg.deterministic,
+                     "cudnn_benchmark": torch.backends.cudnn.benchmark})
     if device.type == "cuda":
         info["cuda_device"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
