@@ -132,6 +132,7 @@ class TrainConfig:
     test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen)
     filter_pictures: bool = True  # filter grids of the first conv layer at start and end
     progress: bool = True  # tqdm bars (switched off anyway when stdout is not a terminal)
+    sync_batchnorm: bool = False  # under torchrun (DDP, CUDA only): BatchNorm statistics over the global batch
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -280,7 +281,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
 # Keys added after runs were recorded. At their default they are left out of the hash, so a config
 # written before they existed hashes as it did then (the study and --resume compare these hashes).
 LATER_KEYS = ("data.policy", "data.randaugment_n", "data.randaugment_m", "data.mixup", "data.cutmix",
-              "data.mix_prob", "ema")
+              "data.mix_prob", "ema", "sync_batchnorm")
 
 
 def config_hash(cfg: TrainConfig) -> str:

@@ -23,6 +23,7 @@ from filterprior.config import TrainConfig, config_hash, save_config, validate_c
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
+from filterprior.train import distributed
 from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from filterprior.train.environment import environment_info
@@ -128,7 +129,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     cfg = with_absolute_data_paths(cfg)
     if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # DDP hook: under torchrun, join its group
+    ddp = distributed.ranks()  # rank 0 of 1 without torchrun
+    distributed.check_batch_size(cfg.batch_size)
+    quiet = quiet or not ddp.main  # ranks other than 0 print nothing, no progress bars either
     if device.type == "cpu":
         keep_freed_memory()  # ~12 % faster steps on CPU: buffers are reused, not page-faulted in again
     say = (lambda msg: None) if quiet else print
@@ -137,9 +141,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         say(f"no checkpoint in {run_dir}: starting from scratch")
 
     seed_everything(cfg.seed)
-    prep = prepare_data(cfg, device)
+    prep = prepare_data(cfg, device, shard=(ddp.rank, ddp.world))  # DDP hook: this rank's share of each batch
     num_classes = len(prep.classes)
     model = build_model(cfg, num_classes, device)
+    if cfg.sync_batchnorm:  # DDP hook: BatchNorm statistics over the global batch (CUDA only)
+        model = distributed.convert_sync_batchnorm(model, device)
     from filterprior.priors import create_prior
 
     prior = create_prior(cfg.prior, model, device)
@@ -172,10 +178,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         start_epoch, step, elapsed = state["epoch"], state["step"], state["elapsed_s"]
         history = state["history"]
         say(f"resuming {run_dir} from epoch {start_epoch}")
-    else:
+    elif ddp.main:  # DDP hook: rank 0 alone writes the run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        atomic_write_text(run_dir / "env.json", json.dumps(environment_info(device, cfg), indent=2))
+        env = {**environment_info(device, cfg), **distributed.describe()}
+        atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2))
         if cfg.filter_pictures:
             _save_filter_picture(model, run_dir / "filters_start.png", "first conv layer, start")
         if prep.train_loader.augment.on or prep.mix.on:
@@ -183,14 +190,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
 
     say(f"{cfg.model.name} on {prep.data.name}: {_image_counts(prep)}, {num_classes} classes, "
         f"{steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
-    tb = TensorBoardLog(run_dir / "tb")
+    tb = TensorBoardLog(run_dir / "tb" if ddp.main else None)
+    forward = distributed.wrap_model(model, device)  # DDP hook: DDP around the model; the model itself alone
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
             torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
             prep.train_loader.set_epoch(epoch)
             mixer.set_epoch(epoch)
-            model.train()
+            forward.train()
             sums: dict[str, float] = {}
             correct, seen = 0, 0
             bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -199,12 +207,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 images, targets = mixer(images, labels)
                 if cfg.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                logits = model(images)
+                logits = forward(images)
                 losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
                 if prior is not None:
                     losses.update(prior.losses(model, epoch + i / steps_per_epoch))
                 _check_finite(losses, step, epoch, run_dir)
                 total = sum(losses.values())
+                if ddp.distributed:  # DDP hook: uneven shares (a short last batch) still average to its mean
+                    weight = distributed.share_weight(len(labels), prep.train_loader.global_batch_size(i))
+                    if weight != 1.0:
+                        total = total + (weight - 1.0) * losses["train_loss"]
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
@@ -219,6 +231,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                     sums[key] = sums.get(key, 0.0) + value * len(labels)
                 correct += (logits.argmax(1) == targets.dominant()).sum().item()  # mixed: the larger share
                 seen += len(labels)
+            if ddp.distributed:  # DDP hook: the global batch's sums (one all-reduce an epoch)
+                sums, correct, seen = distributed.reduce_epoch(sums, correct, seen, device)
             elapsed += time.perf_counter() - started
             row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
                                    "lr": optimizer.param_groups[0]["lr"]}
@@ -229,10 +243,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 val = evaluate(evaluated, prep.val_loader, num_classes, cfg.tta)
                 row["val_loss"], row["val_acc"] = val.loss, val.acc
             history.append(row)
-            write_metrics_csv(history, run_dir / "metrics.csv")
+            if ddp.main:  # DDP hook: rank 0 alone writes
+                write_metrics_csv(history, run_dir / "metrics.csv")
             tb.log(row)
             say(epoch_line(row, cfg.epochs))
-            if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
+            if ddp.main and (last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0):
                 save_checkpoint(
                     {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "prior": prior.state_dict() if prior else None,
@@ -246,7 +261,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     finally:
         tb.close()
 
-    return finish_run(cfg, run_dir, evaluated, prep, history, step, elapsed, say)
+    if not ddp.main:  # DDP hook: rank 0 tests and writes the final outputs; the others get its metrics
+        return distributed.share_from_main(None)
+    return distributed.share_from_main(finish_run(cfg, run_dir, evaluated, prep, history, step, elapsed, say))
 
 
 def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, elapsed: float, say) -> dict[str, Any]:
