@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     out = distributed.run_on_main(lambda: _run_dir(args, cfg))
     args.resume_command = shlex.join(["filterprior", "train", "--out", str(out), "--resume"])
     try:
-        metrics = train(cfg, out, resume=args.resume, quiet=args.quiet)
+        with distributed.peers_explained():  # DDP hook: a lost peer as one line, not a traceback
+            metrics = train(cfg, out, resume=args.resume, quiet=args.quiet)
     except UserError:
         if main_rank and not args.out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # the directory we made for a run that was refused before it wrote anything

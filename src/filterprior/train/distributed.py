@@ -27,10 +27,11 @@ gloo), after which the waiting ranks fail with torch's error.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -197,3 +198,24 @@ def reduce_epoch(sums: dict[str, float], correct: float, seen: float,
     """An epoch's per-rank sums (loss x images, correct, seen) as the global batch's, on every rank."""
     packed = all_reduce_sums({**{f"sum:{k}": v for k, v in sums.items()}, "correct": correct, "seen": seen}, device)
     return {k[4:]: v for k, v in packed.items() if k.startswith("sum:")}, packed["correct"], packed["seen"]
+
+
+@contextlib.contextmanager
+def peers_explained() -> Iterator[None]:
+    """Under DDP, a failed collective (a peer that died, or hung past the timeout) becomes one UserError
+    line naming this rank, instead of a traceback through autograd; anything else passes unchanged."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not ranks().distributed or not _is_collective_failure(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"rank {ranks().rank}: another process of this torchrun job stopped answering (it crashed, was killed, "
+            f"or hung past {TIMEOUT_ENV}={_timeout().total_seconds():g} s); torchrun's summary names the first "
+            f"failure. torch said: {first}") from exc
+
+
+def _is_collective_failure(exc: RuntimeError) -> bool:
+    text = str(exc)
+    return isinstance(exc, getattr(dist, "DistError", ())) or "gloo" in text or "NCCL" in text

@@ -1,0 +1,297 @@
+"""Data-parallel training under torchrun, on the CPU with gloo and 2 processes (real torch.distributed).
+
+Every torchrun job is `python -m torch.distributed.run --standalone` (it picks a free port itself), so
+tests may run side by side. What is compared, and how closely, is said at each test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from filterprior.banks.bank import FilterBank, save_bank
+from filterprior.config import TrainConfig, apply_overrides
+from filterprior.data.loader import AugmentConfig, TensorLoader
+from filterprior.data.pipeline import prepare_data
+from filterprior.errors import UserError
+from filterprior.train import distributed
+from filterprior.train.checkpoint import load_checkpoint
+
+MINI = ["--data", "mini", "--images-per-class", "4", "threads=1", "progress=false", "filter_pictures=false"]
+
+
+def _one_process(*args: str) -> list[str]:
+    return [sys.executable, "-m", "filterprior", "train", *args]
+
+
+def _torchrun(*args: str, nproc: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "filterprior", "train", *args]
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, **kwargs)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "weights.safetensors"))
+
+
+# ---------------------------------------------------------------------------------- the loader's shares
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("policy", ["none", "trivialaugment"])
+def test_the_shares_of_each_batch_put_together_are_the_single_process_batch(world, policy):
+    """Order, crops, flips, cutout and a policy's operations are drawn for the whole epoch, so each rank's
+    contiguous slice of a batch is exactly that slice of the single process's batch, image for image."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (23, 8, 8, 3), generator=g, dtype=torch.uint8)
+    labels = torch.arange(23) % 5
+    augment = AugmentConfig(crop_padding=2, flip=True, cutout=3, policy=policy)
+
+    def loader(shard):
+        return TensorLoader(images, labels, 7, shuffle=True, augment=augment, mean=(0.5,) * 3, std=(0.25,) * 3,
+                            seed=3, shard=shard)
+
+    single = loader((0, 1))
+    shards = [loader((r, world)) for r in range(world)]
+    for epoch in (0, 4):
+        for part in [single, *shards]:
+            part.set_epoch(epoch)
+        expected = list(single)
+        got = list(zip(*shards))
+        assert len(got) == len(expected) == 4  # 7 + 7 + 7 + a short last batch of 2
+        for b, ((x, y), parts) in enumerate(zip(expected, got)):
+            sizes = [len(py) for _, py in parts]
+            assert sum(sizes) == single.global_batch_size(b) == len(y)
+            assert max(sizes) - min(sizes) <= 1
+            torch.testing.assert_close(torch.cat([px for px, _ in parts]), x, rtol=0, atol=0)
+            assert torch.equal(torch.cat([py for _, py in parts]), y)
+
+
+def test_a_last_batch_too_small_to_share_is_dropped_under_ddp():
+    """One process drops only a last batch of one image; 2 processes drop one under 4 (2 per process)."""
+    cfg = apply_overrides(TrainConfig(), ["data.dataset=mini", "data.images_per_class=4", "batch_size=13"])
+    assert len(prepare_data(cfg, torch.device("cpu")).train_loader) == 3  # 40 = 3 x 13 + 1: dropped
+    cfg = apply_overrides(TrainConfig(), ["data.dataset=mini", "data.images_per_class=4", "batch_size=12"])
+    one = prepare_data(cfg, torch.device("cpu")).train_loader  # 40 = 3 x 12 + 4
+    two = prepare_data(cfg, torch.device("cpu"), shard=(1, 2)).train_loader
+    assert len(one) == len(two) == 4
+    cfg = apply_overrides(TrainConfig(), ["data.dataset=mini", "data.images_per_class=4", "batch_size=37"])
+    assert len(prepare_data(cfg, torch.device("cpu")).train_loader) == 2  # 40 = 37 + 3
+    assert len(prepare_data(cfg, torch.device("cpu"), shard=(0, 2)).train_loader) == 1  # 3 < 2 x 2: dropped
+
+
+def test_settings_that_cannot_work_under_ddp_are_refused_by_name(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(UserError, match="batch_size 3 is the global batch.*at least 4"):
+        distributed.check_batch_size(3)
+    distributed.check_batch_size(4)
+    with pytest.raises(UserError, match="sync_batchnorm=true needs CUDA"):
+        distributed.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)), torch.device("cpu"))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    distributed.check_batch_size(1)  # one process: unchanged rules
+    bn = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    assert distributed.convert_sync_batchnorm(bn, torch.device("cpu")) is bn
+
+
+# ---------------------------------------------------------------------------------- torchrun end to end
+
+
+def test_torchrun_writes_one_run_directory_once(tmp_path):
+    """Rank 0 alone picks the default run directory and writes into it: one directory, one TensorBoard
+    file, one line of the final result, metrics of the global batch."""
+    done = _run(_torchrun(*MINI, "--model", "simplecnn", "--epochs", "2", "batch_size=8", "--quiet"), cwd=tmp_path)
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    for name in ("config.yaml", "env.json", "metrics.csv", "metrics.json", "checkpoint.pt", "weights.safetensors",
+                 "confusion.csv", "curves.png"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "tb").iterdir())) == 1
+    assert done.stdout.count("test accuracy") == 1  # rank 1 prints nothing
+    env = json.loads((run / "env.json").read_text())
+    assert env["world_size"] == 2 and env["backend"] == "gloo"
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("2,10,")  # 40 images, global batch 8: 5 steps an epoch
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["step"] == 10
+    assert json.loads((run / "metrics.json").read_text())["train_images"] == 40
+
+
+def _toy_bank(path: Path) -> Path:
+    """5x5 kernels for mynet-small's first conv (layer '0'), so the adversarial prior runs on a model
+    without BatchNorm or dropout."""
+    g = torch.Generator().manual_seed(0)
+    return save_bank(FilterBank({"0": torch.randn(40, 3, 5, 5, generator=g)}, {"model": "toy"}), path)
+
+
+@pytest.mark.slow
+def test_two_processes_train_what_one_process_trains(tmp_path):
+    """Same global batch (7: shares of 4 + 3, a last batch of 5: 3 + 2), the adversarial prior on, a model
+    with no BatchNorm and no dropout, crop and flip on: the 2-process run ends where the 1-process run does.
+
+    Not bit for bit: DDP averages two shares' gradients where one process takes one mean over the batch,
+    so float sums run in another order (about 1e-7 relative a step). Measured: weights differ by at most
+    3e-8 after 18 steps (2e-8 without the prior). Tolerance: weights 1e-5 absolute, losses 1e-5 relative, test accuracy equal.
+    A prior loss counted once per rank, an unweighted uneven share, or a discriminator that saw other
+    kernels would each move the weights by far more than that (the first by a factor of 2 on its gradient).
+    """
+    bank = _toy_bank(tmp_path / "bank.safetensors")
+    args = [*MINI, "--model", "mynet-small", "--epochs", "3", "batch_size=7", "optim.lr=0.1", "--quiet",
+            "prior.name=adversarial", f"prior.bank={bank}", "prior.kernels_per_step=32", "prior.weight=0.5"]
+    _run(_one_process(*args, "--out", str(tmp_path / "one")))
+    _run(_torchrun(*args, "--out", str(tmp_path / "two")))
+    one, two = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
+    assert one["test_acc"] == two["test_acc"]
+    assert two["test_loss"] == pytest.approx(one["test_loss"], rel=1e-5)
+    wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=0, atol=1e-5)
+    rows = [(tmp_path / r / "metrics.csv").read_text().splitlines() for r in ("one", "two")]
+    assert rows[0][0] == rows[1][0] and "prior/adversarial/0" in rows[0][0] and "d_real/0" in rows[0][0]
+    for a, b in zip(rows[0][1:], rows[1][1:]):  # time_s (third column) differs, the rest agree
+        va, vb = a.split(","), b.split(",")
+        assert va[:2] == vb[:2]
+        assert [float(x) for x in vb[3:]] == pytest.approx([float(x) for x in va[3:]], rel=1e-5)
+    # The prior's state as rank 0 saved it: the same generator draws and updates, and the same discriminator.
+    # Left out: the conv biases that feed a BatchNorm (body.0/3.bias) and the running means that follow them.
+    # BatchNorm subtracts them again, so their true gradient is 0 and what they get is round-off, which Adam
+    # turns into steps of about +-d_lr whatever its size: measured 3e-4 apart, while everything else is 1e-6.
+    da, db = (load_checkpoint(tmp_path / r / "checkpoint.pt")["prior"] for r in ("one", "two"))
+    assert torch.equal(da["generator"], db["generator"]) and da["d_updates"] == db["d_updates"] == 18
+    compared = [k for k in da["discriminators"]["0"] if k not in ("body.0.bias", "body.3.bias")
+                and not k.endswith("running_mean")]
+    assert len(compared) == 12
+    for key in compared:
+        torch.testing.assert_close(db["discriminators"]["0"][key], da["discriminators"]["0"][key], rtol=0, atol=1e-5)
+
+
+def _wait_for_checkpoint(run: Path, epoch: int, proc: subprocess.Popen, seconds: float = 150) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = run / "checkpoint.pt"
+        if ckpt.exists():
+            try:
+                if load_checkpoint(ckpt)["epoch"] >= epoch:
+                    return
+            except UserError:  # being replaced right now
+                pass
+        time.sleep(0.02)
+
+
+def _worker_pids(proc: subprocess.Popen) -> dict[int, int]:
+    """torchrun's worker processes by RANK (its direct children, each told its RANK in its environment)."""
+    found = {}
+    for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        rank = [e for e in env if e.startswith(b"RANK=")]
+        if rank:
+            found[int(rank[0][5:])] = int(pid)
+    return found
+
+
+@pytest.mark.slow
+def test_a_torchrun_job_killed_midway_resumes_to_where_an_uninterrupted_one_ends(tmp_path):
+    """The whole job killed (SIGKILL to torchrun and its workers, as a scheduler does) after a checkpoint,
+    then `--resume` under torchrun: the same weights, bit for bit, as a job never interrupted (both
+    2-process jobs; BatchNorm, crop, flip and cutout on, so the per-rank shares and draws must replay)."""
+    args = ["--data", "mini", "--images-per-class", "10", "threads=1", "progress=false", "filter_pictures=false",
+            "--model", "simplecnn", "--epochs", "12", "batch_size=10", "data.cutout=8", "--quiet"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    _run(_torchrun(*args, "--out", str(full)))
+
+    proc = subprocess.Popen(_torchrun(*args, "--out", str(killed)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for_checkpoint(killed, 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists(), "the job finished before it could be killed"
+    interrupted_at = load_checkpoint(killed / "checkpoint.pt")["epoch"]
+    assert 2 <= interrupted_at < 12
+
+    done = _run(_torchrun("--out", str(killed), "--resume", "--quiet"))  # the run's own config.yaml
+    assert done.stdout.count("test accuracy") == 1
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (full, killed))
+    assert a["test_acc"] == b["test_acc"] and a["test_loss"] == b["test_loss"] and a["steps"] == b["steps"] == 120
+    wa, wb = _weights(full), _weights(killed)
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    assert len((killed / "metrics.csv").read_text().splitlines()) == 13
+
+
+def _start_and_wait_for_training(tmp_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, dict[int, int]]:
+    run = tmp_path / "run"
+    args = ["--data", "mini", "--images-per-class", "10", "threads=1", "progress=false", "filter_pictures=false",
+            "--model", "simplecnn", "--epochs", "200", "batch_size=10", "--out", str(run)]
+    proc = subprocess.Popen(_torchrun(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, **(env or {})})
+    _wait_for_checkpoint(run, 1, proc)
+    assert proc.poll() is None, proc.communicate()[0][-3000:]
+    pids = _worker_pids(proc)
+    assert sorted(pids) == [0, 1]
+    return proc, pids
+
+
+def test_a_rank_that_dies_ends_the_job_with_an_error_naming_it(tmp_path):
+    """Rank 1 killed mid-training (SIGKILL, as the kernel's OOM killer does): torchrun ends the job within
+    seconds, exit status not 0, and its summary names rank 1 and the signal as the first failure."""
+    proc, pids = _start_and_wait_for_training(tmp_path)
+    killed_at = time.time()
+    os.kill(pids[1], signal.SIGKILL)
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert time.time() - killed_at < 60
+    root_cause = output.split("Root Cause")[1]
+    assert "rank      : 1" in root_cause and "Signal 9 (SIGKILL)" in root_cause, output[-3000:]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_a_rank_that_hangs_is_found_by_the_process_group_timeout(tmp_path):
+    """Rank 1 stopped (SIGSTOP: alive, silent): rank 0 waits in the gradient all-reduce until the process
+    group's timeout (here 4 s), then fails with one line naming itself and the timeout, and the job ends."""
+    proc, pids = _start_and_wait_for_training(tmp_path, {distributed.TIMEOUT_ENV: "4"})
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and _alive(pids[0]):
+            time.sleep(0.1)
+        assert not _alive(pids[0]), "rank 0 still waits for the stopped rank"
+    finally:
+        os.kill(pids[1], signal.SIGCONT)  # let torchrun's SIGTERM reach it
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert ("error: rank 0: another process of this torchrun job stopped answering (it crashed, was killed, or hung "
+            f"past {distributed.TIMEOUT_ENV}=4 s)") in output, output[-3000:]
+    assert "Timed out" in output
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
