@@ -14,7 +14,11 @@ How a run is shared out (the hooks in engine.py, data/pipeline.py and commands/t
   full prior loss; DDP's average of N identical prior gradients is that gradient, unscaled.
 - The prior's own update (the adversarial prior's discriminators) runs on every rank from identical
   inputs (the same weights after DDP's step, the same generator draws), so its state stays identical
-  without any communication; rank 0's copy is what the checkpoint keeps.
+  without any communication; rank 0's copy is what the checkpoint keeps. Why not rank 0 alone and a
+  broadcast: that is a collective every step with the other ranks idle meanwhile, while a discriminator
+  is small enough that repeating its update costs little. On CUDA, non-deterministic kernels could let
+  the copies drift by rounding; that is harmless (DDP averages the classifier's gradients, so the
+  classifier stays identical, and rank 0's copy is checkpointed and resumed everywhere).
 - Rank 0 alone writes: run directory, config, env.json, pictures, TensorBoard, metrics, checkpoints and
   the final outputs; the others receive its final metrics. Evaluation runs on the plain module (never
   through DDP, which would start a collective), so rank 0's test accuracy is a single process's.
