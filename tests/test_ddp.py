@@ -301,3 +301,30 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_epoch_sums_of_two_ranks_add_up_floats_and_device_tensors_alike(tmp_path):
+    """reduce_epoch in a real 2-process gloo group (torch.multiprocessing, no torchrun): floats and
+    one-element tensors (what an on-device loop accumulates) summed over ranks."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sum_worker, args=(str(tmp_path / "store"),), nprocs=2, join=True)
+    assert sorted(p.name for p in tmp_path.glob("rank*.json")) == ["rank0.json", "rank1.json"]
+    for path in tmp_path.glob("rank*.json"):
+        assert json.loads(path.read_text()) == {"sums": {"train_loss": 7.5, "prior/x": 3.0}, "correct": 3.0,
+                                                "seen": 10.0}
+
+
+def _sum_worker(rank: int, store: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+        loss = 2.5 if rank == 0 else torch.tensor(5.0)
+        sums, correct, seen = distributed.reduce_epoch({"train_loss": loss, "prior/x": torch.tensor([1.5])},
+                                                       rank + 1, 4 + 2 * rank, torch.device("cpu"))
+        out = Path(store).parent / f"rank{rank}.json"
+        out.write_text(json.dumps({"sums": sums, "correct": correct, "seen": seen}))
+    finally:
+        dist.destroy_process_group()

@@ -154,11 +154,12 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def all_reduce_sums(values: dict[str, Any], device: torch.device) -> dict[str, float]:
-    """Each value (a float or a one-element tensor) summed over all ranks, in one all-reduce (float64)."""
+    """Each value (a float, or a one-element tensor such as a loop's on-device sum) summed over all ranks, in
+    one all-reduce (float64); read back once."""
     if not ranks().distributed:
         return {k: float(v) for k, v in values.items()}
     keys = sorted(values)
-    packed = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    packed = torch.stack([torch.as_tensor(values[k], device=device).to(torch.float64).reshape(()) for k in keys])
     dist.all_reduce(packed)
     return dict(zip(keys, packed.tolist()))
 
