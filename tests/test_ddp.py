@@ -111,6 +111,7 @@ def test_settings_that_cannot_work_under_ddp_are_refused_by_name(monkeypatch):
 # ---------------------------------------------------------------------------------- torchrun end to end
 
 
+@pytest.mark.slow
 def test_torchrun_writes_one_run_directory_once(tmp_path):
     """Rank 0 alone picks the default run directory and writes into it: one directory, one TensorBoard
     file, one line of the final result, metrics of the global batch."""
@@ -256,7 +257,7 @@ def _start_and_wait_for_training(tmp_path: Path, env: dict | None = None) -> tup
 
 def test_a_rank_that_dies_ends_the_job_with_an_error_naming_it(tmp_path):
     """Rank 1 killed mid-training (SIGKILL, as the kernel's OOM killer does): torchrun ends the job within
-    seconds, exit status not 0, and its summary names rank 1 and the signal as the first failure."""
+    seconds, exit status not 0, and its summary names rank 1 and the signal."""
     proc, pids = _start_and_wait_for_training(tmp_path)
     killed_at = time.time()
     os.kill(pids[1], signal.SIGKILL)
@@ -267,8 +268,10 @@ def test_a_rank_that_dies_ends_the_job_with_an_error_naming_it(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
     assert time.time() - killed_at < 60
-    root_cause = output.split("Root Cause")[1]
-    assert "rank      : 1" in root_cause and "Signal 9 (SIGKILL)" in root_cause, output[-3000:]
+    # torchrun's summary lists each failed process; rank 0 may list as failed itself (it sees the lost peer
+    # at once, says so in one line, and exits 2) or as stopped by torchrun, so only rank 1's entry is fixed.
+    summary = output.split("Failures:")[1]
+    assert "rank      : 1" in summary and f"Signal 9 (SIGKILL) received by PID {pids[1]}" in summary, output[-3000:]
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 

@@ -15,7 +15,10 @@ from filterprior.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train one model; writes a run directory", intermixed=True)
+    p = sub.add_parser("train", help="train one model; writes a run directory", intermixed=True,
+                       description="Train one model; writes a run directory. Data-parallel on N devices: "
+                       "torchrun --nproc_per_node N -m filterprior train ... (batch_size is the global batch; "
+                       "sync_batchnorm=true for BatchNorm over it, CUDA only).")
     add_run_arguments(p)
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>-<random>, made new)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
