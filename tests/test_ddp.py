@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from filterprior.banks.bank import FilterBank, save_bank
+from filterprior.commands import main
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.data.loader import AugmentConfig, TensorLoader
 from filterprior.data.pipeline import prepare_data
@@ -112,9 +113,10 @@ def test_settings_that_cannot_work_under_ddp_are_refused_by_name(monkeypatch):
 
 
 @pytest.mark.slow
-def test_torchrun_writes_one_run_directory_once(tmp_path):
+def test_torchrun_writes_one_run_directory_once(tmp_path, capsys):
     """Rank 0 alone picks the default run directory and writes into it: one directory, one TensorBoard
-    file, one line of the final result, metrics of the global batch."""
+    file, one line of the final result, metrics of the global batch; its test accuracy is what one process
+    (`filterprior eval`) measures for the exported weights."""
     done = _run(_torchrun(*MINI, "--model", "simplecnn", "--epochs", "2", "batch_size=8", "--quiet"), cwd=tmp_path)
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1, runs
@@ -131,7 +133,10 @@ def test_torchrun_writes_one_run_directory_once(tmp_path):
     assert len(lines) == 3 and lines[-1].startswith("2,10,")  # 40 images, global batch 8: 5 steps an epoch
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["epoch"] == 2 and state["step"] == 10
-    assert json.loads((run / "metrics.json").read_text())["train_images"] == 40
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_images"] == 40
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_acc"] == metrics["test_acc"]
 
     # Rank 0 refuses the finished run as --out; rank 1 gets the same one-line error instead of waiting.
     again = subprocess.run(_torchrun(*MINI, "--model", "simplecnn", "--out", str(run)), capture_output=True,

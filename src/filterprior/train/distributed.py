@@ -9,6 +9,9 @@ How a run is shared out (the hooks in engine.py, data/pipeline.py and commands/t
 - `batch_size` is the GLOBAL batch. The loader gives rank r a contiguous slice of each batch the single
   process would see, augmented exactly as there (data/loader.py); DDP averages the gradients, and
   `share_weight` rescales each rank's data loss so that uneven shares still average to the global mean.
+  Where a rank's share cannot equal the single process's slice: BatchNorm's batch statistics (each
+  share's own, unless sync_batchnorm, CUDA only), dropout masks (drawn per rank from the same seed), and
+  mixup/CutMix (partners drawn within the share). A last batch too short for 2 images a rank is dropped.
 - Epoch sums (losses, correct, seen) are all-reduced once an epoch: the logged figures are the global
   batch's. The prior's losses act on weights that are identical on every rank, so every rank adds the
   full prior loss; DDP's average of N identical prior gradients is that gradient, unscaled.
