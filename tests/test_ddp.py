@@ -160,8 +160,8 @@ def test_two_processes_train_what_one_process_trains(tmp_path):
     Not bit for bit: DDP averages two shares' gradients where one process takes one mean over the batch,
     so float sums run in another order (about 1e-7 relative a step). Measured: weights differ by at most
     3e-8 after 18 steps (2e-8 without the prior). Tolerance: weights 1e-5 absolute, losses 1e-5 relative, test accuracy equal.
-    A prior loss counted once per rank, an unweighted uneven share, or a discriminator that saw other
-    kernels would each move the weights by far more than that (the first by a factor of 2 on its gradient).
+    Checked by breaking the code: the prior's loss divided among the 2 ranks moved the weights by 9e-3;
+    the uneven shares left unweighted moved them by 1.5e-2 (without the prior).
     """
     bank = _toy_bank(tmp_path / "bank.safetensors")
     args = [*MINI, "--model", "mynet-small", "--epochs", "3", "batch_size=7", "optim.lr=0.1", "--quiet",

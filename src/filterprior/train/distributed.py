@@ -28,7 +28,7 @@ How a run is shared out (the hooks in engine.py, data/pipeline.py and commands/t
 
 A rank that dies ends the job: torchrun sees its exit and stops the others. A rank that hangs is found
 by the process group's timeout (FILTERPRIOR_DIST_TIMEOUT_S, default 1800 s, torch's own default for
-gloo), after which the waiting ranks fail with torch's error.
+gloo), after which the waiting ranks stop with one line saying so (`peers_explained`).
 """
 
 from __future__ import annotations
