@@ -39,9 +39,18 @@ def _torchrun(*args: str, nproc: int = 2) -> list[str]:
             "-m", "filterprior", "train", *args]
 
 
-def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, **kwargs)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+def _run(cmd: list[str], expect_ok: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run to the end (3 minutes at most); on a timeout the whole process group goes, workers included."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if expect_ok:
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
 
 
@@ -139,8 +148,7 @@ def test_torchrun_writes_one_run_directory_once(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["test_acc"] == metrics["test_acc"]
 
     # Rank 0 refuses the finished run as --out; rank 1 gets the same one-line error instead of waiting.
-    again = subprocess.run(_torchrun(*MINI, "--model", "simplecnn", "--out", str(run)), capture_output=True,
-                           text=True, timeout=180)
+    again = _run(_torchrun(*MINI, "--model", "simplecnn", "--out", str(run)), expect_ok=False)
     assert again.returncode != 0
     assert again.stderr.count(f"error: run directory {run} is not empty (it holds a finished run)") == 2, again.stderr
 
