@@ -19,11 +19,13 @@ import torch
 from safetensors.torch import load_file
 
 from filterprior.banks.bank import FilterBank, save_bank
+from filterprior.banks.views import normalize_kernels
 from filterprior.commands import main
 from filterprior.config import TrainConfig, apply_overrides
 from filterprior.data.loader import AugmentConfig, TensorLoader
 from filterprior.data.pipeline import prepare_data
 from filterprior.errors import UserError
+from filterprior.priors.discriminators import build_discriminator
 from filterprior.train import distributed
 from filterprior.train.checkpoint import load_checkpoint
 
@@ -163,43 +165,55 @@ def _toy_bank(path: Path) -> Path:
 @pytest.mark.slow
 def test_two_processes_train_what_one_process_trains(tmp_path):
     """Same global batch (7: shares of 4 + 3, a last batch of 5: 3 + 2), the adversarial prior on, a model
-    with no BatchNorm and no dropout, crop and flip on: the 2-process run ends where the 1-process run does.
+    with no BatchNorm and no dropout, crop, flip, TrivialAugment, cutout and CutMix on: the 2-process run
+    ends where the 1-process run does.
 
     Not bit for bit: DDP averages two shares' gradients where one process takes one mean over the batch,
-    so float sums run in another order (about 1e-7 relative a step). Measured: weights differ by at most
-    3e-8 after 18 steps (2e-8 without the prior). Tolerance: weights 1e-5 absolute, losses 1e-5 relative, test accuracy equal.
-    Checked by breaking the code: the prior's loss divided among the 2 ranks moved the weights by 9e-3;
-    the uneven shares left unweighted moved them by 1.5e-2 (without the prior).
+    so float sums run in another order (about 1e-7 relative a step), and lr 0.1 grows that over 18 steps.
+    Measured: weights 4e-8 apart with this recipe, 3e-6 with CutMix alone. Tolerance: weights 1e-4
+    absolute, logged losses 1e-4 relative, test accuracy equal. Checked by breaking the code, each far
+    outside it: the prior's loss divided among the 2 ranks moved the weights by 9e-3; uneven shares left
+    unweighted, 1.5e-2 (no prior, no mixing); CutMix within each rank's share, 6.5e-2 (CutMix alone).
     """
     bank = _toy_bank(tmp_path / "bank.safetensors")
     args = [*MINI, "--model", "mynet-small", "--epochs", "3", "batch_size=7", "optim.lr=0.1", "--quiet",
+            "data.cutmix=1.0", "data.mix_prob=0.7", "data.policy=trivialaugment", "data.cutout=8",
             "prior.name=adversarial", f"prior.bank={bank}", "prior.kernels_per_step=32", "prior.weight=0.5"]
     _run(_one_process(*args, "--out", str(tmp_path / "one")))
     _run(_torchrun(*args, "--out", str(tmp_path / "two")))
     one, two = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
     assert one["test_acc"] == two["test_acc"]
-    assert two["test_loss"] == pytest.approx(one["test_loss"], rel=1e-5)
+    assert two["test_loss"] == pytest.approx(one["test_loss"], rel=1e-4)
     wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert wa.keys() == wb.keys()
     for key in wa:
-        torch.testing.assert_close(wb[key], wa[key], rtol=0, atol=1e-5)
+        torch.testing.assert_close(wb[key], wa[key], rtol=0, atol=1e-4)
     rows = [(tmp_path / r / "metrics.csv").read_text().splitlines() for r in ("one", "two")]
     assert rows[0][0] == rows[1][0] and "prior/adversarial/0" in rows[0][0] and "d_real/0" in rows[0][0]
     for a, b in zip(rows[0][1:], rows[1][1:]):  # time_s (third column) differs, the rest agree
         va, vb = a.split(","), b.split(",")
         assert va[:2] == vb[:2]
-        assert [float(x) for x in vb[3:]] == pytest.approx([float(x) for x in va[3:]], rel=1e-5)
-    # The prior's state as rank 0 saved it: the same generator draws and updates, and the same discriminator.
-    # Left out: the conv biases that feed a BatchNorm (body.0/3.bias) and the running means that follow them.
-    # BatchNorm subtracts them again, so their true gradient is 0 and what they get is round-off, which Adam
-    # turns into steps of about +-d_lr whatever its size: measured 3e-4 apart, while everything else is 1e-6.
-    da, db = (load_checkpoint(tmp_path / r / "checkpoint.pt")["prior"] for r in ("one", "two"))
-    assert torch.equal(da["generator"], db["generator"]) and da["d_updates"] == db["d_updates"] == 18
-    compared = [k for k in da["discriminators"]["0"] if k not in ("body.0.bias", "body.3.bias")
-                and not k.endswith("running_mean")]
-    assert len(compared) == 12
-    for key in compared:
-        torch.testing.assert_close(db["discriminators"]["0"][key], da["discriminators"]["0"][key], rtol=0, atol=1e-5)
+        assert [float(x) for x in vb[3:]] == pytest.approx([float(x) for x in va[3:]], rel=1e-4)
+    # The prior's state as rank 0 saved it: the same generator draws and updates, and a discriminator that
+    # judges kernels alike. Compared by what it says, not parameter by parameter: Adam turns round-off in a
+    # gradient near 0 into a step of about d_lr whatever its size, so parameters with (almost) no effect
+    # drift apart -- the conv biases that BatchNorm subtracts again measured 5e-4 apart -- while its scores
+    # (BatchNorm on batch statistics, as in training) agreed to 5e-5 of values up to 0.11.
+    pa, pb = (load_checkpoint(tmp_path / r / "checkpoint.pt")["prior"] for r in ("one", "two"))
+    assert torch.equal(pa["generator"], pb["generator"]) and pa["d_updates"] == pb["d_updates"] == 18
+    kernels = normalize_kernels(torch.randn(256, 5, 5, generator=torch.Generator().manual_seed(1)), "unit")
+    scores = []
+    for state in (pa, pb):
+        d = build_discriminator("conv", (1, 5, 5), "batch", False)
+        d.load_state_dict(state["discriminators"]["0"])
+        with torch.no_grad():
+            scores.append(d.train()(kernels.unsqueeze(1)))
+    untrained = build_discriminator("conv", (1, 5, 5), "batch", False)
+    untrained.load_state_dict(pa["discriminators"]["0"] | {k: v for k, v in untrained.state_dict().items()
+                                                           if k.startswith("head")})
+    with torch.no_grad():  # a head left as initialised scores far away: the tolerance below can fail
+        assert (untrained.train()(kernels.unsqueeze(1)) - scores[0]).abs().max() > 1e-2
+    torch.testing.assert_close(scores[1], scores[0], rtol=0, atol=5e-4)
 
 
 def _wait_for_checkpoint(run: Path, epoch: int, proc: subprocess.Popen, seconds: float = 150) -> None:

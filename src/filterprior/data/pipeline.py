@@ -63,9 +63,11 @@ def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] 
     # (shard[1] processes) every share of it needs two images, so a last batch under 2 x world is dropped.
     drop_last = 0 < len(train_y) % cfg.batch_size < 2 * shard[1]
     common = dict(mean=mean, std=std, device=device)
+    # mixup/CutMix pair images across the whole batch: then each rank loads the whole batch and the engine
+    # keeps its share after mixing (train/distributed.take_share), so mixed images match one process's too.
     train_loader = TensorLoader(
         train_x, train_y, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, drop_last=drop_last,
-        shard=shard, **common
+        shard=(0, 1) if mix.on else shard, **common
     )
     val_loader = None
     if len(split.val_idx):

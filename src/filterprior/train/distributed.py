@@ -9,9 +9,11 @@ How a run is shared out (the hooks in engine.py, data/pipeline.py and commands/t
 - `batch_size` is the GLOBAL batch. The loader gives rank r a contiguous slice of each batch the single
   process would see, augmented exactly as there (data/loader.py); DDP averages the gradients, and
   `share_weight` rescales each rank's data loss so that uneven shares still average to the global mean.
-  Where a rank's share cannot equal the single process's slice: BatchNorm's batch statistics (each
-  share's own, unless sync_batchnorm, CUDA only), dropout masks (drawn per rank from the same seed), and
-  mixup/CutMix (partners drawn within the share). A last batch too short for 2 images a rank is dropped.
+  With mixup/CutMix, whose partners come from the whole batch, each rank loads and mixes the whole batch
+  and keeps its share (`take_share`): that costs each rank the augmentation of the whole batch, little
+  beside a training step. Where a rank's share cannot equal the single process's slice: BatchNorm's
+  batch statistics (each share's own, unless sync_batchnorm, CUDA only) and dropout masks (drawn per
+  rank from the same seed). A last batch too short for 2 images a rank is dropped.
 - Epoch sums (losses, correct, seen) are all-reduced once an epoch: the logged figures are the global
   batch's. The prior's losses act on weights that are identical on every rank, so every rank adds the
   full prior loss; DDP's average of N identical prior gradients is that gradient, unscaled.
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
@@ -134,6 +137,17 @@ def share_weight(local: int, global_: int) -> float:
     world * local / global (1.0 when the shares are equal)."""
     world = ranks().world
     return world * local / global_
+
+
+def take_share(images: torch.Tensor, targets: Any) -> tuple[torch.Tensor, Any]:
+    """This rank's contiguous share of a whole batch and of its `data.mixing.Targets` (labels, partners'
+    labels; the batch's lam stays): with mixup/CutMix each rank mixes the whole batch, then keeps its share."""
+    from filterprior.data.loader import shard_bounds
+
+    r = ranks()
+    lo, hi = shard_bounds(0, len(images), r.rank, r.world)
+    partner = targets.partner[lo:hi] if targets.partner is not None else None
+    return images[lo:hi], dataclasses.replace(targets, labels=targets.labels[lo:hi], partner=partner)
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:

@@ -205,6 +205,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                        disable=None if (cfg.progress and not quiet) else True)
             for i, (images, labels) in enumerate(bar):
                 images, targets = mixer(images, labels)
+                if ddp.distributed and prep.train_loader.world == 1:  # DDP hook: mixed whole; keep this rank's share
+                    images, targets = distributed.take_share(images, targets)
+                    labels = targets.labels
                 if cfg.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 logits = forward(images)
