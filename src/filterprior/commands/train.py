@@ -17,6 +17,9 @@ from filterprior.errors import UserError
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train one model; writes a run directory", intermixed=True,
+        description="Train one model; writes a run directory. Data-parallel on N devices: "
+                    "torchrun --nproc_per_node N -m filterprior train ... (batch_size is the global batch; "
+                    "sync_batchnorm=true for BatchNorm over it, CUDA only).",
         epilog="speed and precision keys (KEY=VALUE): amp=off|bf16|fp16 (mixed-precision forward pass; fp16 adds a "
                "grad scaler; priors and evaluation stay float32), compile=true (torch.compile the model; "
                "checkpoints and weights stay plain), deterministic=true (deterministic cuDNN/cuBLAS kernels; "
@@ -32,7 +35,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from filterprior.train import train
+    from filterprior.train import distributed, train
+    from filterprior.utils import resolve_device
 
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR (the run directory to continue)")
@@ -41,23 +45,33 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, base_file=run_config)
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other: continue the run, or start it afresh")
+    # DDP hook: under torchrun, join the group first; rank 0 alone claims or makes the run directory
+    # and every rank gets its path (or the same error).
+    distributed.setup(resolve_device(cfg.device))
+    main_rank = distributed.ranks().main
+    out = distributed.run_on_main(lambda: _run_dir(args, cfg))
+    args.resume_command = shlex.join(["filterprior", "train", "--out", str(out), "--resume"])
+    try:
+        with distributed.peers_explained():  # DDP hook: a lost peer as one line, not a traceback
+            metrics = train(cfg, out, resume=args.resume, quiet=args.quiet)
+    except UserError:
+        if main_rank and not args.out and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the directory we made for a run that was refused before it wrote anything
+        raise
+    if args.quiet and main_rank and isinstance(metrics, dict):  # --quiet hides the progress, not the result
+        acc = metrics.get("test_acc")
+        print(f"test accuracy {100 * acc:.2f}%; run dir {out}" if acc is not None else f"run dir {out}")
+    return 0
+
+
+def _run_dir(args: argparse.Namespace, cfg) -> Path:
+    """--out (refused if it holds something, unless --resume or --overwrite), else a new default directory."""
     if args.out:
         out = Path(args.out)
         if not args.resume:
             _claim_given_dir(out, overwrite=args.overwrite)
-    else:
-        out = _new_default_dir(f"{cfg.model.name}-{Path(cfg.data.dataset).name}")
-    args.resume_command = shlex.join(["filterprior", "train", "--out", str(out), "--resume"])
-    try:
-        metrics = train(cfg, out, resume=args.resume, quiet=args.quiet)
-    except UserError:
-        if not args.out and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # the directory we made for a run that was refused before it wrote anything
-        raise
-    if args.quiet and isinstance(metrics, dict):  # --quiet hides the progress, not the result
-        acc = metrics.get("test_acc")
-        print(f"test accuracy {100 * acc:.2f}%; run dir {out}" if acc is not None else f"run dir {out}")
-    return 0
+        return out
+    return _new_default_dir(f"{cfg.model.name}-{Path(cfg.data.dataset).name}")
 
 
 # What marks a directory as a run's: only such a directory is deleted by --overwrite.

@@ -59,7 +59,8 @@ def _short(data: Any) -> str:
 # Keys added after runs were recorded, before the hash left every default out. At their default they
 # are left out of the legacy hash, so a config written before they existed hashes as it did then.
 LATER_KEYS = ("data.policy", "data.randaugment_n", "data.randaugment_m", "data.mixup", "data.cutmix",
-              "data.mix_prob", "ema", "amp", "compile", "deterministic")
+              "data.mix_prob", "ema", "amp", "compile", "deterministic",
+              "sync_batchnorm")
 
 
 def legacy_config_hash(cfg: TrainConfig) -> str:

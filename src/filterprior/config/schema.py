@@ -139,6 +139,7 @@ class TrainConfig:
     test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen)
     filter_pictures: bool = True  # filter grids of the first conv layer at start and end
     progress: bool = True  # tqdm bars (switched off anyway when stdout is not a terminal)
+    sync_batchnorm: bool = False  # under torchrun (DDP, CUDA only): BatchNorm statistics over the global batch
 
 
 def effective_config(cfg: PriorConfig) -> PriorConfig:

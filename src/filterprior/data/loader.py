@@ -98,6 +98,7 @@ class TensorLoader:
         device: str | torch.device = "cpu",
         seed: int = 0,
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         images = torch.as_tensor(images)
         labels = torch.as_tensor(labels)
@@ -117,6 +118,11 @@ class TensorLoader:
         self.augment = augment
         self.seed = int(seed)
         self.drop_last = drop_last
+        # DDP (train/distributed.py): (rank, world). Rank r yields its contiguous slice of every batch;
+        # batches, order and draws stay the whole set's, so each image is augmented as in one process.
+        self.rank, self.world = shard
+        if not 0 <= self.rank < self.world:
+            raise UserError(f"TensorLoader shard {shard}: expected (rank, world) with 0 <= rank < world")
         self.epoch = 0
         mean_t = _stats_tensor(mean, "mean", self.device)
         std_t = _stats_tensor(std, "std", self.device)
@@ -140,6 +146,10 @@ class TensorLoader:
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def global_batch_size(self, b: int) -> int:
+        """Images in batch b across all shards (the last batch may be short)."""
+        return min(self.batch_size, len(self.labels) - b * self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -167,7 +177,8 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         draws = self._draws(len(self.labels))
         for b in range(len(self)):
-            pos = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            start = b * self.batch_size
+            pos = slice(*shard_bounds(start, start + self.global_batch_size(b), self.rank, self.world))
             idx = draws["order"][pos]
             x = self.images[idx]
             if "offsets" in draws:
@@ -180,6 +191,13 @@ class TensorLoader:
                 x = cutout(x, draws["cutout"][pos], self.augment.cutout)
             yield x.float() * self._scale + self._shift, self.labels[idx]
         self.epoch += 1
+
+
+def shard_bounds(start: int, stop: int, rank: int, world: int) -> tuple[int, int]:
+    """Rank `rank`'s contiguous part of positions start..stop: sizes differ by at most one, larger first."""
+    size, extra = divmod(stop - start, world)
+    lo = start + rank * size + min(rank, extra)
+    return lo, lo + size + (1 if rank < extra else 0)
 
 
 def random_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:

@@ -43,9 +43,10 @@ class Prepared:
     mix: Any = None  # MixConfig: mixup / CutMix, applied per batch by the engine
 
 
-def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
+def prepare_data(cfg: TrainConfig, device: torch.device, shard: tuple[int, int] = (0, 1)) -> Prepared:
     """The configured dataset as the engine trains on it: the training subset, the validation pool and the
-    test set as loaders on `device` (also what preflight, eval and the benchmarks read)."""
+    test set as loaders on `device` (also what preflight, eval and the benchmarks read). `shard`
+    (rank, world) under DDP: the training loader yields this rank's share of each global batch."""
     d = cfg.data
     data = load_configured_data(d)
     val_per_class = d.val_per_class if d.val_per_class is not None else default_val_per_class(data)
@@ -58,11 +59,15 @@ def prepare_data(cfg: TrainConfig, device: torch.device) -> Prepared:
     augment = AugmentConfig(crop_padding=d.crop_padding, flip=d.flip, cutout=d.cutout, policy=d.policy,
                             randaugment_n=d.randaugment_n, randaugment_m=d.randaugment_m)
     mix = MixConfig(mixup=d.mixup, cutmix=d.cutmix, prob=d.mix_prob)
-    # A last batch of one image breaks BatchNorm in training mode: drop it in that case only.
-    drop_last = len(train_y) % cfg.batch_size == 1
+    # A last batch of one image breaks BatchNorm in training mode: drop it in that case only. Under DDP
+    # (shard[1] processes) every share of it needs two images, so a last batch under 2 x world is dropped.
+    drop_last = 0 < len(train_y) % cfg.batch_size < 2 * shard[1]
     common = dict(mean=mean, std=std, device=device)
+    # mixup/CutMix pair images across the whole batch: then each rank loads the whole batch and the engine
+    # keeps its share after mixing (train/distributed.take_share), so mixed images match one process's too.
     train_loader = TensorLoader(
-        train_x, train_y, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, drop_last=drop_last, **common
+        train_x, train_y, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, drop_last=drop_last,
+        shard=(0, 1) if mix.on else shard, **common
     )
     val_loader = None
     if len(split.val_idx):

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from filterprior.config import TrainConfig, config_hash, config_to_dict, same_config, validate_config
 from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data_paths
 from filterprior.errors import UserError
+from filterprior.train import distributed
 from filterprior.train.allocator import keep_freed_memory
 from filterprior.train.checkpoint import (export_weights, first_nonfinite, load_checkpoint, restore_previous,
                                           save_checkpoint)
@@ -68,7 +69,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     if cfg.threads:  # 0 or None: torch's default
         torch.set_num_threads(cfg.threads)
     configure_kernels(cfg.deterministic)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # DDP hook: under torchrun, join its group
+    ddp = distributed.ranks()  # rank 0 of 1 without torchrun
+    distributed.check_batch_size(cfg.batch_size)
+    quiet = quiet or not ddp.main  # ranks other than 0 print nothing, no progress bars either
     if device.type == "cpu":
         keep_freed_memory()  # ~12 % faster steps on CPU: buffers are reused, not page-faulted in again
     say = (lambda msg: None) if quiet else print
@@ -77,8 +81,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         say(f"no checkpoint in {run_dir}: starting from scratch")
 
     seed_everything(cfg.seed)
-    prep = prepare_data(cfg, device)
+    prep = prepare_data(cfg, device, shard=(ddp.rank, ddp.world))  # DDP hook: this rank's share of each batch
     run = build(cfg, prep, device)
+    if ddp.distributed:  # DDP hook: the training forward through DDP; mixing needs the whole batch
+        run.forward = distributed.wrap_model(run.model, device)
+        run.shares_mixed_batch = prep.train_loader.world == 1
     history: list[dict[str, Any]] = []
     start_epoch, step, elapsed = 0, 0, 0.0
     kept_epoch: int | None = None  # the epoch of the checkpoint on disk
@@ -91,19 +98,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         apply_resume_changes(run, cfg, changes, step, run_dir, say)
         say(f"resuming {run_dir} from epoch {start_epoch}")
         kept_epoch = start_epoch
-    else:
+    elif ddp.main:  # DDP hook: rank 0 alone writes the run directory
         start_run_dir(run_dir, cfg, device, prep, run.model)
 
     say(f"{cfg.model.name} on {prep.data.name}: {image_counts(prep)}, {len(prep.classes)} classes, "
         f"{run.steps_per_epoch} steps/epoch, device {device}, run dir {run_dir}")
     kept = lambda: _on_disk(kept_epoch, checkpoint_path)  # noqa: E731 - read when a write fails
-    tb = TensorBoardLog(run_dir / "tb")
+    tb = TensorBoardLog(run_dir / "tb" if ddp.main else None)
     with disk_full_as_user_error(run_dir, kept):  # a full disk: one line saying what is kept
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 started = time.perf_counter()
                 meter, step = _train_epoch(cfg, run, prep, epoch, step, quiet)
                 row = meter.read()
+                if ddp.distributed:  # DDP hook: the global batch's means (one all-reduce an epoch)
+                    row = _global_means(row, meter.seen, prep.train_loader.device)
                 _stop_if_diverged(meter, row, run, epoch, kept_epoch, checkpoint_path)
                 elapsed += time.perf_counter() - started
                 row = {"epoch": epoch + 1, "step": step, "time_s": elapsed,
@@ -113,10 +122,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                     val = evaluate(run.evaluated, prep.val_loader, len(prep.classes), cfg.tta)
                     row["val_loss"], row["val_acc"] = val.loss, val.acc
                 history.append(row)
-                write_metrics_csv(history, run_dir / "metrics.csv")
+                if ddp.main:  # DDP hook: rank 0 alone writes
+                    write_metrics_csv(history, run_dir / "metrics.csv")
                 tb.log(row)
                 say(epoch_line(row, cfg.epochs))
-                if last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0:
+                if ddp.main and (last or (epoch + 1) % max(1, cfg.checkpoint_every) == 0):
                     with disk_full_as_user_error(checkpoint_path, kept):
                         save_checkpoint({**run.state_dict(), "epoch": epoch + 1, "step": step,
                                          "elapsed_s": elapsed, "history": history, "config_hash": config_hash(cfg),
@@ -126,7 +136,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                     on_epoch_end(epoch + 1, run.evaluated)
         finally:
             tb.close()
-        return finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say)
+        if not ddp.main:  # DDP hook: rank 0 tests and writes the final outputs; the others get its metrics
+            return distributed.share_from_main(None)
+        return distributed.share_from_main(finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say))
+
+
+def _global_means(row: dict[str, float], seen: int, device: torch.device) -> dict[str, float]:
+    """This rank's epoch means as the global batch's: sums over every rank's images, divided by their count."""
+    sums = {k: v * seen for k, v in row.items() if k != "train_acc"}
+    sums, correct, total = distributed.reduce_epoch(sums, row["train_acc"] * seen, seen, device)
+    return {**{k: v / total for k, v in sums.items()}, "train_acc": correct / total}
 
 
 def _on_disk(kept_epoch: int | None, path: Path) -> str:
@@ -146,13 +165,14 @@ def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, ste
     torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout and the prior's sampling
     prep.train_loader.set_epoch(epoch)
     run.mixer.set_epoch(epoch)
-    run.model.train()
+    (run.forward or run.model).train()
     meter = EpochMeter(prep.train_loader.device)
     bar = tqdm(prep.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=None if (cfg.progress and not quiet) else True)
     try:
         for i, (images, labels) in enumerate(bar):
-            train_step(cfg, run, images, labels, epoch + i / run.steps_per_epoch, step, meter)
+            global_batch = prep.train_loader.global_batch_size(i) if run.forward is not None else None  # DDP hook
+            train_step(cfg, run, images, labels, epoch + i / run.steps_per_epoch, step, meter, global_batch)
             step += 1
             if (i + 1) % READ_EVERY == 0 and meter.divergence() is not None:
                 break
@@ -163,19 +183,26 @@ def _train_epoch(cfg: TrainConfig, run: Trainee, prep: Prepared, epoch: int, ste
 
 
 def train_step(cfg: TrainConfig, run: Trainee, images: torch.Tensor, labels: torch.Tensor, progress: float,
-               step: int, meter: EpochMeter) -> None:
+               step: int, meter: EpochMeter, global_batch: int | None = None) -> None:
     """One optimiser step; nothing in it waits for the device (losses and accuracy go to `meter`)."""
     prior = run.prior
     images, targets = run.mixer(images, labels)
+    if run.shares_mixed_batch:  # DDP hook: mixed whole (partners from the whole batch); keep this rank's share
+        images, targets = distributed.take_share(images, targets)
+        labels = targets.labels
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with autocast(cfg.amp, images.device):  # the forward pass only: losses and priors stay float32
-        logits = run.model(images)
+        logits = (run.forward or run.model)(images)
     logits = logits.float()
     losses = {"train_loss": targets.loss(logits, cfg.optim.label_smoothing)}
     if prior is not None:
         losses.update(prior.losses(run.plain, progress))
     total = sum(losses.values())
+    if global_batch is not None:  # DDP hook: uneven shares (a short last batch) still average to its mean
+        weight = distributed.share_weight(len(labels), global_batch)
+        if weight != 1.0:
+            total = total + (weight - 1.0) * losses["train_loss"]
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is None:
         total.backward()

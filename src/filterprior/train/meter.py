@@ -63,6 +63,8 @@ class EpochMeter:
 
     def _rows(self) -> list[list[float]]:
         """The losses step by step, read back in one go (float32 losses are exact in float64)."""
+        if self._read is None and not self.loss_names:  # no step finished (an error in the first one)
+            return []
         if self._read is None:
             flat = torch.stack([v.to(self.dtype) for v in self.losses]).tolist() if self.losses else []
             k = len(self.loss_names)

@@ -36,9 +36,13 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 
 class TensorBoardLog:
-    """Scalars to TensorBoard; a no-op if the tensorboard package is missing."""
+    """Scalars to TensorBoard; a no-op if the tensorboard package is missing or log_dir is None (the
+    ranks other than 0 under DDP)."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path | None):
+        if log_dir is None:
+            self.writer = None
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # pragma: no cover - tensorboard is a dependency

@@ -50,6 +50,10 @@ class Trainee:
     steps_per_epoch: int
     num_classes: int
     scaler: torch.amp.GradScaler | None = None  # amp=fp16 only
+    # DDP hooks (train/distributed.py): the DDP wrapper the training forward goes through (evaluation and
+    # priors use the model itself), and whether each rank mixes the whole batch and keeps its share
+    forward: nn.Module | None = None
+    shares_mixed_batch: bool = False
 
     @property
     def plain(self) -> nn.Module:
@@ -88,6 +92,10 @@ def build(cfg: TrainConfig, prep: Prepared, device: torch.device) -> Trainee:
     from filterprior.train.ema import WeightEMA
 
     model = build_model(cfg, len(prep.classes), device)
+    if cfg.sync_batchnorm:  # DDP hook: BatchNorm statistics over the global batch (CUDA only)
+        from filterprior.train import distributed
+
+        model = distributed.convert_sync_batchnorm(model, device)
     prior = create_prior(cfg.prior, model, device, prior_bank_file(cfg), model_name=cfg.model.name)
     mixer = BatchMixer(prep.mix, seed=cfg.seed)
     ema = WeightEMA(unwrap(model), cfg.ema) if cfg.ema > 0 else None
@@ -109,7 +117,10 @@ def start_run_dir(run_dir: Path, cfg: TrainConfig, device: torch.device, prep: P
     """A new run's directory: config.yaml, env.json and (if asked) the start pictures."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    atomic_write_text(run_dir / "env.json", json.dumps(environment_info(device, cfg), indent=2))
+    from filterprior.train import distributed
+
+    env = {**environment_info(device, cfg), **distributed.describe()}  # DDP hook: world size, backend
+    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2))
     if cfg.filter_pictures:
         save_filter_picture(model, run_dir / "filters_start.png", "first conv layer, start")
     if prep.train_loader.augment.on or prep.mix.on:
