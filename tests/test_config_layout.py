@@ -102,8 +102,8 @@ RECORDED_METHODS = {
 
 def test_every_bundled_method_keeps_the_hash_recorded_before_the_split():
     methods = load_methods()
-    assert set(methods) == set(RECORDED_METHODS)
-    for name, method in methods.items():
-        cfg = apply_overrides(TrainConfig(), list(method.overrides))
+    assert set(RECORDED_METHODS) <= set(methods)  # methods added since have no legacy hash to keep
+    for name in RECORDED_METHODS:
+        cfg = apply_overrides(TrainConfig(), list(methods[name].overrides))
         assert legacy_config_hash(cfg) == RECORDED_METHODS[name], name
         assert same_config(RECORDED_METHODS[name], cfg)
