@@ -329,7 +329,9 @@ def test_a_rank_that_hangs_is_found_by_the_process_group_timeout(tmp_path):
     assert proc.returncode != 0
     assert ("error: rank 0: another process of this torchrun job stopped answering (it crashed, was killed, or hung "
             f"past {distributed.TIMEOUT_ENV}=4 s)") in output, output[-3000:]
-    assert "Timed out" in output
+    # gloo's own words: "Timed out" in the gradient all-reduce, "Application timeout caused pair closure" when
+    # the wait ends in DDP's buffer broadcast at the next forward (seen under load)
+    assert "timed out" in output.lower() or "timeout caused pair closure" in output.lower()
 
 
 def _alive(pid: int) -> bool:

@@ -240,4 +240,7 @@ def peers_explained() -> Iterator[None]:
 
 def _is_collective_failure(exc: RuntimeError) -> bool:
     text = str(exc)
-    return isinstance(exc, getattr(dist, "DistError", ())) or "gloo" in text or "NCCL" in text
+    # "pair closure": gloo's words when the peer timed out in a buffer broadcast (DDP's forward), not in a
+    # gradient all-reduce: seen under load, where the hung peer is found at the next forward
+    return (isinstance(exc, getattr(dist, "DistError", ())) or "gloo" in text or "NCCL" in text
+            or "pair closure" in text)
