@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,18 @@ def fake_train(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: boo
     metrics = {"test_acc": 0.1 + cfg.epochs / 1000 + cfg.data.split_seed / 100, "val_acc": 0.2,
                "wall_time_s": 1.0, "epochs": cfg.epochs}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics))
+    return metrics
+
+
+def fake_train_waiting_for_a_second_worker(cfg: TrainConfig, run_dir: Path, resume: bool = False,
+                                            quiet: bool = False) -> dict:
+    """fake_train, returning only once two workers have each started a cell (at most 60 s): otherwise, on a
+    loaded machine, the worker that starts first can finish every cell before the other takes one."""
+    metrics = fake_train(cfg, run_dir, resume, quiet)
+    study_dir = Path(run_dir).parents[2]
+    deadline = time.time() + 60
+    while len({pid for *_, pid in calls(study_dir)}) < 2 and time.time() < deadline:
+        time.sleep(0.05)
     return metrics
 
 
@@ -312,7 +325,8 @@ def test_each_worker_keeps_one_device_for_all_its_cells(tmp_path, methods_file, 
     # Two GPUs as this study sees them (the stand-in engine never touches a device): one worker per GPU.
     monkeypatch.setattr(runner, "visible_gpus", lambda: 2)
     out = tmp_path / "study"
-    study(out, methods_file, sizes=[2, 3], workers=None, workers_per_device=1)
+    study(out, methods_file, sizes=[2, 3], workers=None, workers_per_device=1,
+          train_fn=fake_train_waiting_for_a_second_worker)
     used = {}
     for _cell, _epochs, device, pid in calls(out):
         used.setdefault(pid, set()).add(device)
