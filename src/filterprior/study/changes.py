@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from filterprior.config import TrainConfig, config_from_dict, config_to_dict
+from filterprior.config.legacy import upgrade_dict
 from filterprior.errors import UserError
+from filterprior.results import CELL_FILE
+from filterprior.study.grid import Cell
 
 # Keys that change how a run executes, not what it computes (grid.cell_hash leaves them out too).
 _IGNORED = {"threads", "progress"}
@@ -87,3 +91,20 @@ def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
 
 def _show(value: object) -> str:
     return value if value == "(not set)" else json.dumps(value)
+
+
+def changed_cell(out_dir: Path, cell: Cell, cfg: TrainConfig) -> ChangedCell:
+    record = read_record(out_dir / cell.rel_dir / CELL_FILE) or {}
+    recorded = _as_today(record.get("config"))
+    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(recorded, config_to_dict(cfg)))
+
+
+def _as_today(recorded: object) -> object:
+    """A recorded config as this version reads it: old key names mapped, keys it lacks at their default
+    (so a key added since, left at its default, is no difference). As recorded if it no longer loads."""
+    if not isinstance(recorded, dict):
+        return recorded  # nothing recorded: config_differences says so
+    try:
+        return config_to_dict(config_from_dict(upgrade_dict(recorded, "cell.json", quiet=True)))
+    except (UserError, TypeError, ValueError):
+        return recorded

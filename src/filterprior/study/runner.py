@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import multiprocessing
 import os
 import signal
@@ -25,8 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from filterprior.config import TrainConfig, config_from_dict, config_to_dict
-from filterprior.config.legacy import upgrade_dict
+from filterprior.config import TrainConfig, config_to_dict
 from filterprior.errors import UserError
 from filterprior.study.grid import (
     DEFAULT_SIZES,
@@ -40,11 +38,12 @@ from filterprior.study.grid import (
     shard_cells,
 )
 from filterprior.study.cell_job import CHANGED, FINISHED, Job, Outcome, TrainFn, cell_state, run_job
-from filterprior.study.changes import CellsChanged, ChangedCell, config_differences, read_record
+from filterprior.study.changes import CellsChanged, changed_cell
 from filterprior.study.locks import locked_elsewhere, tables_lock
 from filterprior.study.workers import init_worker, visible_gpus, worker_devices, workers_for
 from filterprior.study.methods import load_methods, select_methods
 from filterprior.study.preflight import check_configs
+from filterprior.study.records import update_records
 from filterprior.results import (
     CELL_FILE,
     ResultRow,
@@ -53,7 +52,6 @@ from filterprior.results import (
     write_results_csv,
     write_summary,
 )
-from filterprior.utils import atomic_write_text
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
@@ -231,7 +229,7 @@ def run_study(
     states = {cell: cell_state(out_dir / cell.rel_dir, configs[cell]) for cell in grid}
     changed = [cell for cell in grid if states[cell] == CHANGED]
     if changed and not overwrite:
-        raise CellsChanged(out_dir, [_changed_cell(out_dir, cell, configs[cell]) for cell in changed])
+        raise CellsChanged(out_dir, [changed_cell(out_dir, cell, configs[cell]) for cell in changed])
 
     candidates = [cell for cell in mine if states[cell] != FINISHED]
     busy = [cell for cell in candidates if locked_elsewhere(out_dir / cell.rel_dir)]
@@ -265,7 +263,7 @@ def run_study(
         log(f"{len(busy)} cell(s) running in another study process, skipped: {_labels(busy)}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _update_records(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs, hashes)
+    update_records(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs, hashes)
     failures: list[tuple[str, str]] = []
     elsewhere: list[str] = [cell.label for cell in busy]
     runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers, log, devices)
@@ -325,47 +323,6 @@ def _precedence_notes(methods: Sequence, command_line_keys: Sequence[str]) -> li
             notes.append(f"note: method {method.name} sets {key} in its methods file; the command line's "
                          f"{key} is used instead (the command line wins)")
     return notes
-
-
-def _changed_cell(out_dir: Path, cell: Cell, cfg: TrainConfig) -> ChangedCell:
-    record = read_record(out_dir / cell.rel_dir / CELL_FILE) or {}
-    recorded = _as_today(record.get("config"))
-    return ChangedCell(cell.label, cell.rel_dir.as_posix(), config_differences(recorded, config_to_dict(cfg)))
-
-
-def _as_today(recorded: object) -> object:
-    """A recorded config as this version reads it: old key names mapped, keys it lacks at their default
-    (so a key added since, left at its default, is no difference). As recorded if it no longer loads."""
-    if not isinstance(recorded, dict):
-        return recorded  # nothing recorded: config_differences says so
-    try:
-        return config_to_dict(config_from_dict(upgrade_dict(recorded, "cell.json", quiet=True)))
-    except (UserError, TypeError, ValueError):
-        return recorded
-
-
-def _update_records(out_dir: Path, finished: Sequence[Cell], configs: dict[Cell, TrainConfig],
-                    hashes: dict[Cell, str]) -> None:
-    """Bring finished cells' cell.json up to date, so the tables keep them with new cells of their config:
-    add the recipe hash to cells recorded before it existed, and give cells recorded with the legacy
-    config hash (same_cell found them the same config) today's config and recipe hashes, the old one
-    kept as `legacy_config_hash`."""
-    for cell in finished:
-        cell_file = out_dir / cell.rel_dir / CELL_FILE
-        record = read_record(cell_file)
-        if record is None:
-            continue
-        updated = dict(record)
-        if record.get("config_hash") != hashes[cell]:  # the legacy hash (the cell counted as finished)
-            updated.update(config_hash=hashes[cell], legacy_config_hash=record.get("config_hash"),
-                           recipe_hash=recipe_hash(configs[cell]))
-        elif "recipe_hash" not in record:
-            updated["recipe_hash"] = recipe_hash(configs[cell])
-        if updated != record:
-            try:
-                atomic_write_text(cell_file, json.dumps(updated, indent=2) + "\n")
-            except OSError:
-                pass  # the tables then show the cell apart from newer ones: never wrongly averaged
 
 
 class _Terminated(KeyboardInterrupt):
