@@ -36,18 +36,14 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 
 class TensorBoardLog:
-    """Scalars to TensorBoard; a no-op if the tensorboard package is missing or log_dir is None (the
-    ranks other than 0 under DDP)."""
+    """Scalars to TensorBoard; a no-op when log_dir is None (the ranks other than 0 under DDP)."""
 
     def __init__(self, log_dir: Path | None):
         if log_dir is None:
             self.writer = None
             return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # pragma: no cover - tensorboard is a dependency
-            self.writer = None
-            return
+        from torch.utils.tensorboard import SummaryWriter  # a dependency: missing means a broken install
+
         self.writer = SummaryWriter(str(log_dir))
 
     def log(self, row: dict[str, Any]) -> None:
