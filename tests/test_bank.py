@@ -194,14 +194,19 @@ def test_collect_refuses_repeated_or_mixed_sources_and_keeps_source_order(tmp_pa
     assert meta["sources"] == [str(tmp_path / "a"), str(tmp_path / "c")]
 
 
-def test_collect_from_repeated_records_every_source_and_each_recipe(tmp_path, capsys):
-    """`--from A --from B` takes both sources, and sources trained with different recipes keep each one."""
-    from filterprior.commands import main
-
+def write_two_recipes(tmp_path):
+    """Runs a (seed 0, test acc 0.5, 3 epochs) and b (seed 1, 0.75, 7 epochs): two sources, two recipes."""
     for name, seed, acc, epochs in (("a", 0, 0.5, 3), ("b", 1, 0.75, 7)):
         net = small_net(seed)
         net(torch.zeros(1, 3, 12, 12))
         write_run(tmp_path / name, net, seed, acc, epochs=epochs)
+
+
+def test_collect_from_repeated_records_every_source_and_each_recipe(tmp_path, capsys):
+    """`--from A --from B` takes both sources, and sources trained with different recipes keep each one."""
+    from filterprior.commands import main
+
+    write_two_recipes(tmp_path)
     out = tmp_path / "x.safetensors"
     assert main(["collect", "-o", str(out), "--from", str(tmp_path / "a"), "--from", str(tmp_path / "b")]) == 0
     capsys.readouterr()
@@ -214,10 +219,7 @@ def test_collect_from_repeated_records_every_source_and_each_recipe(tmp_path, ca
 def test_bank_show_shows_what_the_sidecar_holds_and_checks_it(tmp_path, capsys):
     from filterprior.commands import main
 
-    for name, seed, acc, epochs in (("a", 0, 0.5, 3), ("b", 1, 0.75, 7)):
-        net = small_net(seed)
-        net(torch.zeros(1, 3, 12, 12))
-        write_run(tmp_path / name, net, seed, acc, epochs=epochs)
+    write_two_recipes(tmp_path)
     out = tmp_path / "x.safetensors"
     collect_bank([tmp_path / "a", tmp_path / "b"], ["0"], out)
     show = ["bank", "show", str(out), "--picture", str(tmp_path / "x.png")]

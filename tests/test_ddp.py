@@ -294,11 +294,7 @@ def test_a_rank_that_dies_ends_the_job_with_an_error_naming_it(tmp_path):
     proc, pids = _start_and_wait_for_training(tmp_path)
     killed_at = time.time()
     os.kill(pids[1], signal.SIGKILL)
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    output = _output_when_ended(proc)
     assert proc.returncode != 0
     assert time.time() - killed_at < 60
     # torchrun's summary lists each failed process; rank 0 may list as failed itself (it sees the lost peer
@@ -321,17 +317,23 @@ def test_a_rank_that_hangs_is_found_by_the_process_group_timeout(tmp_path):
         assert not _alive(pids[0]), "rank 0 still waits for the stopped rank"
     finally:
         os.kill(pids[1], signal.SIGCONT)  # let torchrun's SIGTERM reach it
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    output = _output_when_ended(proc)
     assert proc.returncode != 0
     assert ("error: rank 0: another process of this torchrun job stopped answering (it crashed, was killed, or hung "
             f"past {distributed.TIMEOUT_ENV}=4 s)") in output, output[-3000:]
     # gloo's own words: "Timed out" in the gradient all-reduce, "Application timeout caused pair closure" when
     # the wait ends in DDP's buffer broadcast at the next forward (seen under load)
     assert "timed out" in output.lower() or "timeout caused pair closure" in output.lower()
+
+
+def _output_when_ended(proc) -> str:
+    """The job's output once it ends (at most 60 s; then it is killed with its workers)."""
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return output
 
 
 def _alive(pid: int) -> bool:
