@@ -264,6 +264,53 @@ def test_the_command_line_epochs_beat_a_methods_file_epochs_with_a_note(tmp_path
     assert "note: method long sets epochs" in capsys.readouterr().out  # a note is shown even with --quiet
 
 
+def test_a_method_tuned_per_size_runs_its_own_recipe_at_each_size(tmp_path, capsys):
+    from filterprior.commands.study import add_study_arguments, study_main
+    import argparse
+
+    methods = tmp_path / "methods.yaml"
+    methods.write_text("none: []\n"
+                       "tuned:\n  overrides: [prior.name=l2, epochs=400]\n  by_size: {3: [epochs=160, prior.weight=0.5]}\n")
+    args = add_study_arguments(argparse.ArgumentParser()).parse_args(
+        ["--out", str(tmp_path / "s"), "--sizes", "2,3", "--split-seeds", "0", "--methods-file", str(methods),
+         "--workers", "1", "--quiet"])
+    assert study_main(args, train_fn=fake_train) == 0
+    assert sorted((c[0], c[1]) for c in calls(tmp_path / "s")) == [
+        ("none/n2/split0", "200"), ("none/n3/split0", "200"), ("tuned/n2/split0", "400"), ("tuned/n3/split0", "160")]
+    cell = json.loads((tmp_path / "s" / "tuned" / "n3" / "split0" / "cell.json").read_text())
+    assert cell["overrides"] == ["prior.name=l2", "epochs=400", "epochs=160", "prior.weight=0.5"]
+    assert cell["config"]["prior"]["weight"] == 0.5 and cell["config"]["epochs"] == 160
+    assert "note:" not in capsys.readouterr().out
+    # --epochs-by-size is the command line: it wins over the method's epochs at its sizes, with a note.
+    args = add_study_arguments(argparse.ArgumentParser()).parse_args(
+        ["--out", str(tmp_path / "t"), "--sizes", "2,3", "--split-seeds", "0", "--methods-file", str(methods),
+         "--workers", "1", "--quiet", "--epochs-by-size", "3=7"])
+    assert study_main(args, train_fn=fake_train) == 0
+    assert sorted((c[0], c[1]) for c in calls(tmp_path / "t"))[2:] == [("tuned/n2/split0", "400"), ("tuned/n3/split0", "7")]
+    assert "note: method tuned sets epochs in its methods file; --epochs-by-size 3=7 is used" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("x:\n  overrides: [prior.name=l2]\n  by_sizes: {}", "method 'x' has unknown key.*by_sizes"),
+        ("x:\n  by_size: {ten: [epochs=3]}", "by_size key 'ten' is not valid"),
+        ("x:\n  by_size: {10: epochs=3}", "method 'x' at 10 images per class must be a list"),
+        ("x:\n  by_size: {10: [seed=3]}", "method 'x' at 10 images per class sets 'seed'"),
+        ("x:\n  by_size: {10: [prior.nam=l2]}", "method 'x' at 10 images per class: .*unknown config key 'prior.nam'"),
+    ],
+)
+def test_a_bad_per_size_recipe_names_the_method_size_and_problem(tmp_path, text, message):
+    from filterprior.errors import UserError
+    from filterprior.study import load_methods
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as info:
+        load_methods(path)
+    assert str(path) in str(info.value)
+
+
 def test_an_interrupted_study_says_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):
     import filterprior.train.engine as engine
 

@@ -81,7 +81,8 @@ def cell_config(
     epochs_by_size: dict[int, int] | None = None,
     command_line_keys: Sequence[str] = (),
 ) -> TrainConfig:
-    """Base config + the method's overrides + this cell's subset (+ its epochs, if given per size).
+    """Base config + the method's overrides (its shared ones, then its own for this size) + this cell's
+    subset (+ its epochs, if given per size).
 
     Precedence, lowest first: the base config file, the method's overrides, what was given on the
     command line (`command_line_keys`: keys whose value in `base` came from the command line, e.g.
@@ -94,7 +95,7 @@ def cell_config(
     The training seed is base.seed + split_seed: the same for every method on one split (methods
     differ only in the method), but different across splits so the spread covers init noise too.
     """
-    cfg = apply_overrides(base, list(cell.method.overrides))
+    cfg = apply_overrides(base, list(cell.method.overrides_at(cell.images_per_class)))
     beaten = method_keys_overridden(cell.method, command_line_keys)
     if beaten:  # the command line wins: put its values back (JSON is valid YAML, so they parse as given)
         cfg = apply_overrides(cfg, [f"{key}={json.dumps(_get_key(base, key))}" for key in beaten])
@@ -112,7 +113,7 @@ def method_keys_overridden(method: Method, command_line_keys: Sequence[str]) -> 
 
 
 def method_keys(method: Method) -> list[str]:
-    return [current_key(item.split("=", 1)[0].strip()) for item in method.overrides]
+    return list(dict.fromkeys(current_key(item.split("=", 1)[0].strip()) for item in method.all_overrides()))
 
 
 def _get_key(cfg: TrainConfig, key: str):

@@ -1,4 +1,9 @@
-"""Named recipes: a method is a list of dotted config overrides, read from a YAML methods file."""
+"""Named recipes: a method is a list of dotted config overrides, read from a YAML methods file.
+
+A method is either a list of overrides, or a mapping with `overrides` (that list) and `by_size`
+(images per class -> more overrides applied after them at that size only), so one study command can
+run a recipe tuned separately per size (e.g. 400 epochs at 10 a class, 160 at 50).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,15 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 class Method:
     name: str
     overrides: tuple[str, ...]
+    by_size: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (images per class, overrides) pairs
+
+    def overrides_at(self, images_per_class: int) -> tuple[str, ...]:
+        """The overrides of a cell with this many images per class: the shared ones, then that size's."""
+        return self.overrides + dict(self.by_size).get(images_per_class, ())
+
+    def all_overrides(self) -> tuple[str, ...]:
+        """Every override the method gives at any size (which keys it sets)."""
+        return self.overrides + tuple(item for _size, items in self.by_size for item in items)
 
 
 def load_methods(path: str | Path | None = None) -> dict[str, Method]:
@@ -31,34 +45,54 @@ def load_methods(path: str | Path | None = None) -> dict[str, Method]:
     path = Path(path) if path is not None else BUNDLED_METHODS_FILE
     data = read_yaml(path, "methods file")
     if not isinstance(data, dict) or not data:
-        raise UserError(f"methods file {path}: expected a mapping of method name -> list of key=value overrides")
+        raise UserError(f"methods file {path}: expected a mapping of method name -> list of key=value overrides "
+                        "(or a mapping with 'overrides' and 'by_size')")
     methods = {}
     for name, overrides in data.items():
         methods[str(name)] = _parse_method(path, name, overrides)
     return methods
 
 
-def _parse_method(path: Path, name: object, overrides: object) -> Method:
+def _parse_method(path: Path, name: object, recipe: object) -> Method:
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise UserError(
             f"methods file {path}: method name {name!r} is not valid; expected letters, digits and _ . + -"
         )
-    if overrides is None:
-        overrides = []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise UserError(f"methods file {path}: method {name!r} must be a list of key=value strings, got {overrides!r}")
-    for item in overrides:
+    where = f"methods file {path}: method {name!r}"
+    by_size: dict[int, tuple[str, ...]] = {}
+    if isinstance(recipe, dict):
+        unknown = sorted(str(k) for k in recipe if k not in ("overrides", "by_size"))
+        if unknown:
+            raise UserError(f"{where} has unknown key(s) {', '.join(unknown)}; expected 'overrides' and 'by_size'")
+        sizes = recipe.get("by_size") or {}
+        if not isinstance(sizes, dict):
+            raise UserError(f"{where}: by_size must map images per class to a list of key=value strings, got {sizes!r}")
+        for size, items in sizes.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise UserError(f"{where}: by_size key {size!r} is not valid; expected images per class (an integer >= 1)")
+            by_size[size] = _overrides(f"{where} at {size} images per class", items)
+        recipe = recipe.get("overrides")
+    overrides = _overrides(where, recipe)
+    for size, items in [(None, overrides)] + list(by_size.items()):
+        try:  # validate keys and values now, not mid-study
+            apply_overrides(TrainConfig(), list(overrides + (items if size is not None else ())))
+        except UserError as exc:
+            at = "" if size is None else f" at {size} images per class"
+            raise UserError(f"{where}{at}: {exc}") from exc
+    return Method(name=name, overrides=overrides, by_size=tuple(sorted(by_size.items())))
+
+
+def _overrides(where: str, items: object) -> tuple[str, ...]:
+    """A list of key=value strings, checked to leave the study's own keys alone."""
+    if items is None:
+        items = []
+    if not isinstance(items, list) or not all(isinstance(o, str) for o in items):
+        raise UserError(f"{where} must be a list of key=value strings, got {items!r}")
+    for item in items:
         key = item.split("=", 1)[0].strip()
         if key in RESERVED_KEYS:
-            raise UserError(
-                f"methods file {path}: method {name!r} sets {key!r}, which the study sets per cell "
-                f"({', '.join(RESERVED_KEYS)})"
-            )
-    try:
-        apply_overrides(TrainConfig(), list(overrides))  # validate keys and values now, not mid-study
-    except UserError as exc:
-        raise UserError(f"methods file {path}: method {name!r}: {exc}") from exc
-    return Method(name=name, overrides=tuple(overrides))
+            raise UserError(f"{where} sets {key!r}, which the study sets per cell ({', '.join(RESERVED_KEYS)})")
+    return tuple(items)
 
 
 def select_methods(known: dict[str, Method], names: Sequence[str] | None) -> list[Method]:

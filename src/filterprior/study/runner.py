@@ -33,6 +33,7 @@ from filterprior.study.grid import (
     build_grid,
     cell_config,
     cell_hash,
+    method_keys,
     method_keys_overridden,
     recipe_hash,
     shard_cells,
@@ -246,7 +247,7 @@ def run_study(
     bar = tqdm(total=len(jobs), desc="study", unit="cell", disable=not (progress and sys.stdout.isatty()))
     log = tqdm.write if progress else (lambda _message: None)
     note = tqdm.write  # notes about the input are shown even without progress (--quiet): nothing silently ignored
-    for line in _precedence_notes(chosen, command_line_keys):
+    for line in _precedence_notes(chosen, command_line_keys, epochs_by_size):
         note(line)
     if workers_per_device is not None and gpus == 0:
         note("note: no CUDA GPU is visible, so --workers-per-device changes nothing here")
@@ -316,12 +317,19 @@ def _check_epochs_by_size(epochs_by_size: dict[int, int] | None, sizes: Sequence
         )
 
 
-def _precedence_notes(methods: Sequence, command_line_keys: Sequence[str]) -> list[str]:
+def _precedence_notes(
+    methods: Sequence, command_line_keys: Sequence[str], epochs_by_size: dict[int, int] | None = None
+) -> list[str]:
     notes = []
     for method in methods:
-        for key in method_keys_overridden(method, command_line_keys):
+        beaten = method_keys_overridden(method, command_line_keys)
+        for key in beaten:
             notes.append(f"note: method {method.name} sets {key} in its methods file; the command line's "
                          f"{key} is used instead (the command line wins)")
+        if epochs_by_size and "epochs" in method_keys(method) and "epochs" not in beaten:
+            given = ",".join(f"{size}={epochs}" for size, epochs in sorted(epochs_by_size.items()))
+            notes.append(f"note: method {method.name} sets epochs in its methods file; --epochs-by-size "
+                         f"{given} is used instead at those sizes (the command line wins)")
     return notes
 
 
@@ -356,7 +364,7 @@ def _make_job(
         "split_seed": cell.split_seed,
         "config_hash": hash_,
         "recipe_hash": recipe_hash(cfg),
-        "overrides": list(cell.method.overrides),
+        "overrides": list(cell.method.overrides_at(cell.images_per_class)),
         "config": config_to_dict(cfg),
     }
     return Job(cell.label, run_cfg, out_dir / cell.rel_dir, record, train_fn, replace)
