@@ -81,6 +81,7 @@ def test_threads_zero_means_torch_default():
     (["model.name=nope"], "unknown model 'nope'"),
     (["--data", "no/such/folder"], "no/such/folder"),
     (["prior.name=l2-sp", "prior.layers=[all,nope]"], "prior.layers: 'all' is not a conv layer"),
+    (["data.image_size=16"], "model mynet-small does not take 16x16 images (data.image_size=16)"),
 ])
 def test_failures_found_while_building_leave_no_run_directory(tmp_path, capsys, argv, says):
     run = tmp_path / "run"

@@ -19,6 +19,7 @@ from filterprior.config import TrainConfig, save_config
 from filterprior.data.pipeline import Prepared
 from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
+from filterprior.models.summary import input_channels
 from filterprior.train.environment import environment_info
 from filterprior.train.optim import build_optimizer, build_scheduler
 from filterprior.train.precision import compiled, grad_scaler
@@ -29,12 +30,32 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device):
     from filterprior.models import create_model
 
     model = create_model(cfg.model.name, num_classes=num_classes, **cfg.model.options)
+    check_image_size(model, cfg.model.name, cfg.data.image_size)
     if cfg.init.from_bank or cfg.init.freeze != "none":
         from filterprior.banks import apply_init_from_bank
 
         apply_init_from_bank(cfg, model, torch.Generator().manual_seed(cfg.seed))
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def check_image_size(model: nn.Module, name: str, image_size: int) -> None:
+    """UserError unless one image of data.image_size passes through the model: models with a fixed-size
+    head (simplecnn, mynet-small) would otherwise fail mid-run with a shape error. One zero image on the
+    CPU in eval mode, before the model moves or is initialised, so it changes nothing the run computes."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, input_channels(model), image_size, image_size))
+    except RuntimeError as exc:
+        raise UserError(
+            f"model {name} does not take {image_size}x{image_size} images (data.image_size={image_size}): "
+            f"{str(exc).splitlines()[0]}; use data.image_size=32, for which the zoo's models are built, "
+            "or a model that pools globally before its head (airnet, filternet, the resnets, wrn-*)"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 @dataclass
