@@ -264,6 +264,17 @@ def test_the_command_line_epochs_beat_a_methods_file_epochs_with_a_note(tmp_path
     assert "note: method long sets epochs" in capsys.readouterr().out  # a note is shown even with --quiet
 
 
+def test_a_study_under_torchrun_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    # torchrun sets these in every rank; each rank's cells would join one group and mix their gradients
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "s"
+    assert main(["study", "--data", "mini", "--sizes", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "does not run under torchrun (WORLD_SIZE=2)" in err and "--workers" in err
+    assert not out.exists()
+
+
 def test_a_method_tuned_per_size_runs_its_own_recipe_at_each_size(tmp_path, capsys):
     from filterprior.commands.study import add_study_arguments, study_main
     import argparse

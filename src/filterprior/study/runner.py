@@ -208,6 +208,7 @@ def run_study(
     beat a method's own value for the key (grid.cell_config). workers_per_device: K workers on each
     visible CUDA GPU (ignored without one).
     """
+    _refuse_torchrun()
     out_dir = Path(out_dir)
     chosen = select_methods(load_methods(methods_file), methods)
     method_order = [m.name for m in chosen]
@@ -301,6 +302,22 @@ def run_study(
 def _labels(cells: Sequence[Cell | str], shown: int = 4) -> str:
     names = [c if isinstance(c, str) else c.label for c in cells]
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _refuse_torchrun() -> None:
+    """Under torchrun every rank would run the study and each cell's training would join the ranks'
+    group, so the ranks, busy with different cells, would average each other's gradients: results
+    silently mixed (or a hang). A study spreads its cells over its own workers instead."""
+    from filterprior.train.distributed import ranks
+
+    world = ranks().world
+    if world > 1:
+        raise UserError(
+            f"a study does not run under torchrun (WORLD_SIZE={world}): its cells are one-process runs, and "
+            "under torchrun the ranks would train different cells in one group and mix their gradients; run "
+            "`filterprior study` without torchrun and spread the cells with --workers (CPU) or "
+            "--workers-per-device (GPUs)"
+        )
 
 
 def _check_positive_int(name: str, value: object) -> None:
