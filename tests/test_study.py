@@ -491,3 +491,10 @@ def test_a_method_named_after_a_model_gains_over_that_models_own_baseline():
     assert by_method["transfer-wide"].gain.mean == pytest.approx(0.20)  # no none-wide in the study: none
     assert baseline_of("init-from-bank", ["none", "none-bank"]) == "none-bank"
     assert baseline_of("gaussian", ["none", "none-airnet"]) == "none"
+    # the most specific baseline the study has: a tuned from-scratch recipe before the plain one
+    tuned = ["none", "none-airnet", "none-strong-airnet"]
+    assert baseline_of("l2sp-strong-airnet", tuned) == "none-strong-airnet"
+    assert baseline_of("l2sp-strong-airnet", ["none", "none-airnet"]) == "none-airnet"
+    assert baseline_of("none-strong-airnet", tuned) == "none-airnet"
+    assert baseline_of("strong-airnet", tuned) == "none-airnet"
+    assert baseline_of("none-airnet", tuned) == baseline_of("none", tuned) == "none"

@@ -27,12 +27,21 @@ BASELINE = "none"
 
 
 def baseline_of(method: str, methods: Iterable[str]) -> str:
-    """The method `method`'s gain is measured against: `none-X` for a method named `…-X` when the study
-    has `none-X` (the same model from scratch, e.g. finetune-airnet against none-airnet), else `none`."""
-    if "-" not in method or method.startswith(BASELINE + "-"):  # `none` and the `none-X` baselines
-        return BASELINE
-    own = f"{BASELINE}-{method.rpartition('-')[2]}"
-    return own if own in set(methods) else BASELINE
+    """The method `method`'s gain is measured against: the most specific `none-X` the study has for a
+    method named `…-X` (X one or more dash-separated words, longest first), else `none`.
+
+    So finetune-airnet gains over none-airnet (the same model from scratch), l2sp-strong-airnet over
+    none-strong-airnet (the tuned recipe from scratch) or, without it, none-airnet; and a baseline
+    none-strong-airnet itself gains over none-airnet.
+    """
+    present = set(methods)
+    words = method.split("-")
+    first = 2 if words[0] == BASELINE else 1  # none-X-Y: not its own baseline; try none-Y, then none
+    for i in range(first, len(words)):
+        own = f"{BASELINE}-{'-'.join(words[i:])}"
+        if own in present:
+            return own
+    return BASELINE
 
 
 @dataclass(frozen=True)
@@ -342,8 +351,9 @@ SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "95
 # What the columns mean: under the table in summary.md and in the HTML report alike.
 SUMMARY_LEGEND = (
     "Test accuracy in %: mean ± sample std over split seeds (n runs; n/a: a single seed has no spread). "
-    f"Gain: the method's test accuracy minus its baseline's ({BASELINE} at the same size, or {BASELINE}-X "
-    "for a method named …-X when the study has it: the same model from scratch), in percentage points, "
+    f"Gain: the method's test accuracy minus its baseline's ({BASELINE} at the same size, or for a method "
+    f"named …-X the most specific {BASELINE}-X the study has, X one or more of its last words: the same model "
+    "or recipe from scratch), in percentage points, "
     "paired over the k split seeds both ran: the mean of the per-split differences ± its standard error "
     "(their sd / √k). 95% CI: that mean ± t(0.975, k−1) × the standard error (Student t from a table for "
     "up to 30 degrees of freedom, the normal 1.96 beyond). Splits up: on how many of the k shared splits "
