@@ -142,6 +142,12 @@ def test_unknown_method_lists_the_known_ones(methods_file):
         ("x: [seed=3]", "method 'x' sets 'seed'"),
         ("x: prior.name=l2", "must be a list"),
         ("'bad/name': []", "method name 'bad/name'"),
+        # a recipe tuned per size: overrides + by_size
+        ("x:\n  overrides: [prior.name=l2]\n  by_sizes: {}", "method 'x' has unknown key.*by_sizes"),
+        ("x:\n  by_size: {ten: [epochs=3]}", "by_size key 'ten' is not valid"),
+        ("x:\n  by_size: {10: epochs=3}", "method 'x' at 10 images per class must be a list"),
+        ("x:\n  by_size: {10: [seed=3]}", "method 'x' at 10 images per class sets 'seed'"),
+        ("x:\n  by_size: {10: [prior.nam=l2]}", "method 'x' at 10 images per class: .*unknown config key 'prior.nam'"),
     ],
 )
 def test_bad_methods_file_names_file_and_problem(tmp_path, text, message):

@@ -301,27 +301,6 @@ def test_a_method_tuned_per_size_runs_its_own_recipe_at_each_size(tmp_path, caps
     assert "note: method tuned sets epochs in its methods file; --epochs-by-size 3=7 is used" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("x:\n  overrides: [prior.name=l2]\n  by_sizes: {}", "method 'x' has unknown key.*by_sizes"),
-        ("x:\n  by_size: {ten: [epochs=3]}", "by_size key 'ten' is not valid"),
-        ("x:\n  by_size: {10: epochs=3}", "method 'x' at 10 images per class must be a list"),
-        ("x:\n  by_size: {10: [seed=3]}", "method 'x' at 10 images per class sets 'seed'"),
-        ("x:\n  by_size: {10: [prior.nam=l2]}", "method 'x' at 10 images per class: .*unknown config key 'prior.nam'"),
-    ],
-)
-def test_a_bad_per_size_recipe_names_the_method_size_and_problem(tmp_path, text, message):
-    from filterprior.errors import UserError
-    from filterprior.study import load_methods
-
-    path = tmp_path / "mine.yaml"
-    path.write_text(text)
-    with pytest.raises(UserError, match=message) as info:
-        load_methods(path)
-    assert str(path) in str(info.value)
-
-
 def test_an_interrupted_study_says_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):
     import filterprior.train.engine as engine
 
