@@ -32,7 +32,7 @@ from filterprior.study import (
     summary_markdown,
 )
 from filterprior.commands.study import add_study_arguments, study_main
-from filterprior.study.grid import cell_hash
+from filterprior.study.grid import Cell, cell_hash
 from filterprior.study import runner
 from filterprior.study.runner import threads_per_worker
 from filterprior.results import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
@@ -105,7 +105,7 @@ def small_study(out: Path, methods_file: Path, **kwargs):
 
 def test_bundled_methods_are_all_valid_recipes():
     methods = load_methods()
-    assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "finetune-airnet", "none-airnet", "strong-airnet", "l2sp-airnet", "init-gaussian", "seed-faithful"]
+    assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "finetune-airnet", "none-airnet", "none-strong-airnet", "l2sp-airnet", "init-gaussian", "seed-faithful"]
     cfg = apply_overrides(TrainConfig(), list(methods["seed-faithful"].overrides))
     assert (cfg.prior.name, cfg.prior.adversarial.seed_faithful, cfg.prior.weight) == ("adversarial", True, 1.0)
     assert (cfg.prior.normalize, cfg.prior.adversarial.loss, cfg.prior.adversarial.d_arch) == ("none", "bce", "conv")
@@ -128,6 +128,21 @@ def test_finetune_airnet_starts_from_the_bundled_source_network_and_trains_all_o
     assert all(p.requires_grad for p in model.parameters())  # fine-tuned, not frozen
     scratch = build_model(apply_overrides(base, list(load_methods()["none-airnet"].overrides)), 10, torch.device("cpu"))
     assert not torch.equal(next(scratch.parameters()), convs[0][1].weight)
+
+
+def test_the_airnet_methods_per_size_epochs_give_the_recorded_studies_cells():
+    # The recorded studies ran the airnet methods with --epochs-by-size 50=80,100=80; the methods now say
+    # so themselves (by_size), and must give the very same cell configs, so those cells stay finished.
+    from filterprior.study.methods import Method
+
+    base = TrainConfig(seed=3)
+    methods = load_methods()
+    for name in ("none-airnet", "finetune-airnet", "l2sp-airnet", "none-strong-airnet"):
+        flat = Method(name, methods[name].overrides)  # the shared overrides alone, as before by_size
+        for size in (10, 50, 100):
+            old = cell_config(base, Cell(flat, size, 1), {50: 80, 100: 80} if size > 10 else None)
+            assert cell_config(base, Cell(methods[name], size, 1)) == old
+            assert old.epochs == (80 if size > 10 else 400 if name == "none-strong-airnet" else base.epochs)
 
 
 def test_unknown_method_lists_the_known_ones(methods_file):
