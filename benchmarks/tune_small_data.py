@@ -7,6 +7,10 @@ Each candidate is `name:key=value,key=value` applied on top of the base config (
 small-data recipe). Every candidate runs on the same split seeds with `test=false`; the table gives the
 mean ± std of validation-pool accuracy (CIFAR-10: 5,000 training images that no subset uses). Rows are
 appended to benchmarks/results/tuning.csv with the date, so earlier sweeps stay on record.
+
+A sweep resumes: a (tag, candidate, overrides, split seed) already in the results file is not trained
+again (its recorded accuracy is used; --redo trains it anew and appends another row), and a run killed
+midway continues from its last checkpoint in --runs.
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/tuning", help="where the tuning runs go")
     parser.add_argument("--tag", default="", help="a word saved with the rows (which sweep)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--results", default=str(RESULTS), help="the CSV the rows are appended to")
+    parser.add_argument("--redo", action="store_true", help="train rows the results file already has again")
     args = parser.parse_args()
     base = load_config(args.base)
     seeds = [int(s) for s in args.split_seeds.split(",")]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not RESULTS.exists()
-    with RESULTS.open("a", newline="") as handle:
+    results = Path(args.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not results.exists()
+    done = {} if new_file or args.redo else recorded(results)
+    with results.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new_file:
             writer.writerow(["date", "tag", "candidate", "overrides", "split_seed", "val_acc", "wall_time_s"])
@@ -53,15 +61,28 @@ def main() -> None:
                 cfg = apply_overrides(base, overrides + [f"data.split_seed={seed}", f"seed={seed}", "test=false",
                                                          "filter_pictures=false", "progress=false",
                                                          f"threads={args.threads}"])
-                run_dir = Path(args.runs) / f"{args.tag or 'sweep'}-{name}-split{seed}"
-                metrics = train(cfg, run_dir, quiet=True)
+                key = (args.tag, name, " ".join(overrides), str(seed))
+                if key in done:  # trained by an earlier call of this sweep
+                    metrics = done[key]
+                    print(f"{name} split {seed}: recorded, val {100 * metrics['val_acc']:.2f}", flush=True)
+                else:
+                    run_dir = Path(args.runs) / f"{args.tag or 'sweep'}-{name}-split{seed}"
+                    metrics = train(cfg, run_dir, resume=True, quiet=True)  # a killed run continues
+                    writer.writerow([time.strftime("%Y-%m-%d"), args.tag, name, " ".join(overrides), seed,
+                                     f"{metrics['val_acc']:.4f}", f"{metrics['wall_time_s']:.1f}"])
+                    handle.flush()
                 accs.append(metrics["val_acc"])
-                writer.writerow([time.strftime("%Y-%m-%d"), args.tag, name, " ".join(overrides), seed,
-                                 f"{metrics['val_acc']:.4f}", f"{metrics['wall_time_s']:.1f}"])
-                handle.flush()
             spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
             print(f"{name:<28} val {100 * statistics.mean(accs):5.2f} ± {100 * spread:4.2f}  "
                   f"({len(accs)} splits, {metrics['wall_time_s']:.0f} s/run)  {' '.join(overrides)}", flush=True)
+
+
+def recorded(results: Path) -> dict[tuple[str, str, str, str], dict[str, float]]:
+    """(tag, candidate, overrides, split seed) -> the last recorded val_acc and wall time."""
+    with results.open(newline="") as handle:
+        return {(row["tag"], row["candidate"], row["overrides"], row["split_seed"]):
+                {"val_acc": float(row["val_acc"]), "wall_time_s": float(row["wall_time_s"])}
+                for row in csv.DictReader(handle)}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,28 @@ def test_tta_on_pool_reads_back_the_runs_own_pool_accuracy(tmp_path):
     assert "gain of flip TTA" in done.stdout
 
 
+def test_a_tuning_sweep_run_again_trains_only_what_it_has_not_recorded(tmp_path):
+    results, runs = tmp_path / "tuning.csv", tmp_path / "runs"
+
+    def sweep(*candidates: str, redo: bool = False) -> str:
+        argv = [sys.executable, str(BENCHMARKS / "tune_small_data.py"), "--results", str(results), "--runs", str(runs),
+                "--tag", "t", "--split-seeds", "0", "--base", str(tmp_path / "base.yaml")]
+        argv += [item for c in candidates for item in ("--candidate", c)] + (["--redo"] if redo else [])
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+    (tmp_path / "base.yaml").write_text("data: {dataset: mini, images_per_class: 2, val_per_class: 3}\n"
+                                        "model: {name: mynet-small}\nepochs: 1\nbatch_size: 8\n")
+    sweep("a:")
+    first = results.read_text().splitlines()
+    assert len(first) == 2 and (runs / "t-a-split0" / "metrics.json").is_file()
+    printed = sweep("a:", "b:seed=1")  # a is recorded: only b trains
+    rows = results.read_text().splitlines()
+    assert rows[:2] == first and len(rows) == 3 and ",b,seed=1,0," in rows[2]
+    assert "a split 0: recorded" in printed and "b split 0: recorded" not in printed
+    sweep("a:", redo=True)  # asked for: trained again, one more row (the run resumes its finished checkpoint)
+    assert len(results.read_text().splitlines()) == 4
+
+
 @pytest.mark.slow
 def test_augment_speed_times_every_policy_against_a_training_step(tmp_path):
     out = tmp_path / "speed.json"
