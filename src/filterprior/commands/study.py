@@ -35,7 +35,9 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="images per class (default: %(default)s)",
     )
     parser.add_argument("--methods", metavar="A,B", help="methods to compare (default: all in the methods file)")
-    parser.add_argument("--methods-file", metavar="YAML", help="your own methods file (replaces the bundled one)")
+    parser.add_argument("--methods-file", metavar="YAML",
+                        help="your own methods file (replaces the bundled one): name -> list of key=value, or "
+                             "name -> {overrides: [...], by_size: {N: [...]}} for a recipe tuned per size")
     parser.add_argument(
         "--split-seeds", default=f"{DEFAULT_SPLIT_SEEDS[0]}-{DEFAULT_SPLIT_SEEDS[-1]}", metavar="0-4",
         help="split seeds as a range 0-4, a list 0,1,2 or both (default: %(default)s)",
@@ -66,7 +68,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 # Which setting wins when several give the same key, lowest first (also in README's studies section).
 PRECEDENCE_HELP = (
     "Settings, lowest precedence first: --config (default: the packaged small-data recipe), a method's own "
-    "keys in the methods file, the command line (--data, --data-root, --epochs, key=value), --epochs-by-size. "
+    "keys in the methods file (its by_size keys after its shared ones), the command line (--data, --data-root, "
+    "--epochs, key=value), --epochs-by-size. "
     "So --epochs 3 trains every cell 3 epochs even where a method sets epochs (a note says so). "
     "data.images_per_class, data.split_seed: the study sets them per cell from --sizes and --split-seeds."
 )
