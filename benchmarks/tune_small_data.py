@@ -61,14 +61,14 @@ def main() -> None:
                 cfg = apply_overrides(base, overrides + [f"data.split_seed={seed}", f"seed={seed}", "test=false",
                                                          "filter_pictures=false", "progress=false",
                                                          f"threads={args.threads}"])
-                key = (args.tag, name, " ".join(overrides), str(seed))
+                key = (args.tag, name, " ".join(overrides), str(seed))  # as a row of the results file
                 if key in done:  # trained by an earlier call of this sweep
                     metrics = done[key]
                     print(f"{name} split {seed}: recorded, val {100 * metrics['val_acc']:.2f}", flush=True)
                 else:
                     run_dir = Path(args.runs) / f"{args.tag or 'sweep'}-{name}-split{seed}"
                     metrics = train(cfg, run_dir, resume=True, quiet=True)  # a killed run continues
-                    writer.writerow([time.strftime("%Y-%m-%d"), args.tag, name, " ".join(overrides), seed,
+                    writer.writerow([time.strftime("%Y-%m-%d"), *key[:3], seed,
                                      f"{metrics['val_acc']:.4f}", f"{metrics['wall_time_s']:.1f}"])
                     handle.flush()
                 accs.append(metrics["val_acc"])

@@ -22,7 +22,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def input_channels(model: nn.Module) -> int:
+def _input_channels(model: nn.Module) -> int:
     convs = conv_layers(model)
     return convs[0][1].in_channels if convs else 3
 
@@ -47,7 +47,18 @@ def _one_image(model: nn.Module, image_size: int) -> torch.Tensor:
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
-    return torch.zeros(1, input_channels(model), image_size, image_size, device=device, dtype=dtype)
+    return torch.zeros(1, _input_channels(model), image_size, image_size, device=device, dtype=dtype)
+
+
+def forward_error(model: nn.Module, image_size: int) -> RuntimeError | None:
+    """The error one zero image of image_size x image_size raises in the model (eval mode, no grad, its
+    training mode restored), or None when the model takes that size."""
+    with _hooked_eval(model, [], lambda *_: None):
+        try:
+            model(_one_image(model, image_size))
+        except RuntimeError as exc:
+            return exc
+    return None
 
 
 def _run(model: nn.Module, image: torch.Tensor) -> None:

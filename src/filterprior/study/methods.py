@@ -72,14 +72,14 @@ def _parse_method(path: Path, name: object, recipe: object) -> Method:
                 raise UserError(f"{where}: by_size key {size!r} is not valid; expected images per class (an integer >= 1)")
             by_size[size] = _overrides(f"{where} at {size} images per class", items)
         recipe = recipe.get("overrides")
-    overrides = _overrides(where, recipe)
-    for size, items in [(None, overrides)] + list(by_size.items()):
+    method = Method(name=name, overrides=_overrides(where, recipe), by_size=tuple(sorted(by_size.items())))
+    for size in [None, *by_size]:
         try:  # validate keys and values now, not mid-study
-            apply_overrides(TrainConfig(), list(overrides + (items if size is not None else ())))
+            apply_overrides(TrainConfig(), list(method.overrides if size is None else method.overrides_at(size)))
         except UserError as exc:
             at = "" if size is None else f" at {size} images per class"
             raise UserError(f"{where}{at}: {exc}") from exc
-    return Method(name=name, overrides=overrides, by_size=tuple(sorted(by_size.items())))
+    return method
 
 
 def _overrides(where: str, items: object) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from filterprior.config import TrainConfig, save_config
 from filterprior.data.pipeline import Prepared
 from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
-from filterprior.models.summary import input_channels
+from filterprior.models.summary import forward_error
 from filterprior.train.environment import environment_info
 from filterprior.train.optim import build_optimizer, build_scheduler
 from filterprior.train.precision import compiled, grad_scaler
@@ -43,19 +43,13 @@ def check_image_size(model: nn.Module, name: str, image_size: int) -> None:
     """UserError unless one image of data.image_size passes through the model: models with a fixed-size
     head (simplecnn, mynet-small) would otherwise fail mid-run with a shape error. One zero image on the
     CPU in eval mode, before the model moves or is initialised, so it changes nothing the run computes."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, input_channels(model), image_size, image_size))
-    except RuntimeError as exc:
+    error = forward_error(model, image_size)
+    if error is not None:
         raise UserError(
             f"model {name} does not take {image_size}x{image_size} images (data.image_size={image_size}): "
-            f"{str(exc).splitlines()[0]}; use data.image_size=32, for which the zoo's models are built, "
+            f"{str(error).splitlines()[0]}; use data.image_size=32, for which the zoo's models are built, "
             "or a model that pools globally before its head (airnet, filternet, the resnets, wrn-*)"
-        ) from None
-    finally:
-        model.train(was_training)
+        )
 
 
 @dataclass
