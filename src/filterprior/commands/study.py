@@ -7,7 +7,7 @@ import dataclasses
 import shlex
 import sys
 
-from filterprior.config import TrainConfig, apply_overrides, load_config, packaged_config
+from filterprior.config import TrainConfig, apply_overrides, load_config, override_key, packaged_config
 from filterprior.errors import UserError
 from filterprior.study.grid import DEFAULT_SIZES, DEFAULT_SPLIT_SEEDS
 
@@ -130,7 +130,7 @@ def parse_epochs_by_size(text: str | None) -> dict[int, int] | None:
 
 def command_line_keys(args: argparse.Namespace) -> list[str]:
     """The config keys the command line sets (they beat a method's own value: grid.cell_config)."""
-    keys = [item.split("=", 1)[0].strip() for item in args.overrides or [] if "=" in item]
+    keys = [override_key(item) for item in args.overrides or [] if "=" in item]
     flags = {"data.dataset": args.data, "data.root": args.data_root, "epochs": args.epochs}
     return keys + [key for key, value in flags.items() if value is not None]
 

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if main_rank and not args.out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # the directory we made for a run that was refused before it wrote anything
         raise
+    distributed.leave()  # DDP hook: every rank done; leave the group before the interpreter's shutdown
     if args.quiet and main_rank and isinstance(metrics, dict):  # --quiet hides the progress, not the result
         acc = metrics.get("test_acc")
         print(f"test accuracy {100 * acc:.2f}%; run dir {out}" if acc is not None else f"run dir {out}")

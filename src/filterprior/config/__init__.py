@@ -13,6 +13,7 @@ from filterprior.config.loading import (
     config_from_dict,
     config_to_dict,
     load_config,
+    override_key,
     packaged_config,
     save_config,
     valid_keys,
@@ -37,7 +38,7 @@ from filterprior.config.validation import AMP_MODES, POLICIES, TTA_MODES, check_
 __all__ = [
     "AMP_MODES", "LATER_KEYS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "POLICIES", "TTA_MODES", "AdversarialConfig", "DataConfig",
     "InitConfig", "MMDConfig", "ModelConfig", "current_key",
-    "OptimConfig", "PriorConfig", "TrainConfig", "apply_overrides", "check_ranges", "config_from_dict",
+    "OptimConfig", "PriorConfig", "TrainConfig", "apply_overrides", "check_ranges", "override_key", "config_from_dict",
     "config_hash", "config_to_dict", "effective_config", "image_size_ok", "load_config", "packaged_config",
     "save_config", "valid_keys", "validate_config", "changed_keys", "legacy_config_hash", "same_config",
 ]

@@ -139,6 +139,11 @@ def packaged_config(name: str) -> Path:
     return Path(str(resources.files("filterprior") / "configs" / name))
 
 
+def override_key(item: str) -> str:
+    """The config key a `key=value` override sets, under today's name (prior.init_from_bank: init.from_bank)."""
+    return current_key(item.split("=", 1)[0].strip())
+
+
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply `section.key=value` pairs; values are parsed as YAML (so `[1,2]`, `true`, `1e-3` work)."""
     data = config_to_dict(cfg)

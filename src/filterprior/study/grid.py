@@ -16,6 +16,7 @@ from filterprior.config import (
     config_to_dict,
     current_key,
     legacy_config_hash,
+    override_key,
 )
 from filterprior.errors import UserError
 from filterprior.study.methods import Method
@@ -113,7 +114,7 @@ def method_keys_overridden(method: Method, command_line_keys: Sequence[str]) -> 
 
 
 def method_keys(method: Method) -> list[str]:
-    return list(dict.fromkeys(current_key(item.split("=", 1)[0].strip()) for item in method.all_overrides()))
+    return list(dict.fromkeys(override_key(item) for item in method.all_overrides()))
 
 
 def _get_key(cfg: TrainConfig, key: str):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from filterprior.config import TrainConfig, apply_overrides
+from filterprior.config import TrainConfig, apply_overrides, override_key
 from filterprior.errors import UserError
 from filterprior.utils import read_yaml
 
@@ -89,7 +89,7 @@ def _overrides(where: str, items: object) -> tuple[str, ...]:
     if not isinstance(items, list) or not all(isinstance(o, str) for o in items):
         raise UserError(f"{where} must be a list of key=value strings, got {items!r}")
     for item in items:
-        key = item.split("=", 1)[0].strip()
+        key = override_key(item)
         if key in RESERVED_KEYS:
             raise UserError(f"{where} sets {key!r}, which the study sets per cell ({', '.join(RESERVED_KEYS)})")
     return tuple(items)
