@@ -66,3 +66,29 @@ def test_step_time_compares_the_old_loop_the_new_one_and_bf16(tmp_path):
     assert set(bookkeeping["bookkeeping_us_per_step"]) == {"old", "new"}
     assert (row["model"], row["batch"], row["threads"]) == ("simplecnn", 8, 1)
     assert set(row["best_step_ms"]) == {"old", "new", "new-bf16"} and all(v > 0 for v in row["best_step_ms"].values())
+
+
+def _results_csv(path: Path, method: str, accs: dict[int, float]) -> Path:
+    from filterprior.results import ResultRow, write_results_csv
+
+    rows = [ResultRow(method=method, images_per_class=50, split_seed=seed, test_acc=acc, val_acc=acc,
+                      wall_time_s=1.0, config_hash="c0", run_dir=f"{method}/n50/split{seed}") for seed, acc in accs.items()]
+    return write_results_csv(rows, path)
+
+
+def test_merging_studies_pairs_a_method_with_a_baseline_another_study_recorded(tmp_path):
+    old = _results_csv(tmp_path / "old.csv", "none-airnet", {0: 0.50, 1: 0.40, 2: 0.45})
+    new = _results_csv(tmp_path / "new.csv", "none-strong-airnet", {0: 0.56, 1: 0.43, 2: 0.49})
+    script = [sys.executable, str(BENCHMARKS / "merge_studies.py")]
+    done = subprocess.run([*script, str(old), str(new), "-o", str(tmp_path / "merged.md")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in (tmp_path / "merged.md").read_text().splitlines() if line.startswith("| none-strong"))
+    assert "+4.33 ± 0.88" in row and "3/3" in row  # differences 6, 3, 4 points, paired by split seed
+    # the same split recorded again with other figures is refused by name, not averaged or picked from
+    clash = _results_csv(tmp_path / "clash.csv", "none-airnet", {1: 0.41})
+    done = subprocess.run([*script, str(old), str(new), str(clash)], capture_output=True, text=True)
+    assert done.returncode == 2 and "none-airnet at 50 images a class, split seed 1, differs between" in done.stderr
+    same = _results_csv(tmp_path / "same.csv", "none-airnet", {1: 0.40})  # the same cell retrained: kept once
+    done = subprocess.run([*script, str(old), str(new), str(same)], capture_output=True, text=True)
+    assert done.returncode == 0 and "| none-airnet | 3 |" in done.stdout
