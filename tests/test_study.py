@@ -145,6 +145,22 @@ def test_the_airnet_methods_per_size_epochs_give_the_recorded_studies_cells():
             assert old.epochs == (80 if size > 10 else 400 if name == "none-strong-airnet" else base.epochs)
 
 
+def test_the_bank_on_the_strong_recipe_trains_what_the_pool_measured_and_gains_over_the_strong_row():
+    # The candidates of benchmarks/results/tuning.csv (tag bank10-strong) that chose these methods, as written there.
+    from filterprior.results import baseline_of
+    from filterprior.study.methods import Method
+
+    pool = {
+        "finetune-strong-airnet": "model.name=airnet init.from_bank=true init.mode=network tta=flip data.policy=autoaugment",
+        "l2sp-strong-airnet": "model.name=airnet init.from_bank=true init.mode=network tta=flip prior.name=l2-sp "
+                              "prior.layers=[all] prior.weight=1.0 data.policy=autoaugment",
+    }
+    base, methods = TrainConfig(seed=3), load_methods()
+    for name, candidate in pool.items():
+        assert cell_config(base, Cell(methods[name], 10, 2)) == cell_config(base, Cell(Method(name, tuple(candidate.split())), 10, 2))
+        assert baseline_of(name, [*methods, name]) == "none-strong-airnet"
+
+
 def test_unknown_method_lists_the_known_ones(methods_file):
     with pytest.raises(UserError, match="unknown method 'bogus'.*none, l2, gaussian"):
         select_methods(load_methods(methods_file), ["none", "bogus"])
