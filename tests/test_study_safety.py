@@ -421,3 +421,14 @@ def test_cells_recorded_with_the_legacy_config_hash_are_kept_and_a_changed_key_s
     with pytest.raises(UserError) as info:
         study(out, methods_file, epochs=16)
     assert "and 1 more: epochs: 15 → 16. Nothing was deleted" in str(info.value)  # no renamed key shown as changed
+
+
+def test_the_epochs_by_size_note_names_only_the_sizes_where_the_method_sets_epochs():
+    from filterprior.study.methods import Method
+    from filterprior.study.runner import _precedence_notes
+
+    late = Method("late", ("prior.name=l2",), ((3, ("epochs=9",)),))  # epochs at 3 a class only
+    notes = _precedence_notes([late], [], {2: 5, 3: 7})
+    assert notes == ["note: method late sets epochs in its methods file; --epochs-by-size 3=7 is used instead "
+                     "(the command line wins)"]
+    assert _precedence_notes([late], [], {2: 5}) == []  # at 2 a class it never set epochs: nothing to say

@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from filterprior.config import TrainConfig, config_to_dict
+from filterprior.config import TrainConfig, config_to_dict, override_key
 from filterprior.errors import UserError
 from filterprior.study.grid import (
     DEFAULT_SIZES,
@@ -33,7 +33,6 @@ from filterprior.study.grid import (
     build_grid,
     cell_config,
     cell_hash,
-    method_keys,
     method_keys_overridden,
     recipe_hash,
     shard_cells,
@@ -343,10 +342,14 @@ def _precedence_notes(
         for key in beaten:
             notes.append(f"note: method {method.name} sets {key} in its methods file; the command line's "
                          f"{key} is used instead (the command line wins)")
-        if epochs_by_size and "epochs" in method_keys(method) and "epochs" not in beaten:
-            given = ",".join(f"{size}={epochs}" for size, epochs in sorted(epochs_by_size.items()))
-            notes.append(f"note: method {method.name} sets epochs in its methods file; --epochs-by-size "
-                         f"{given} is used instead at those sizes (the command line wins)")
+        if epochs_by_size and "epochs" not in beaten:
+            # only the sizes where the method itself sets epochs (shared, or in its by_size at that size)
+            where = [(size, epochs) for size, epochs in sorted(epochs_by_size.items())
+                     if "epochs" in (override_key(item) for item in method.overrides_at(size))]
+            if where:
+                given = ",".join(f"{size}={epochs}" for size, epochs in where)
+                notes.append(f"note: method {method.name} sets epochs in its methods file; --epochs-by-size "
+                             f"{given} is used instead (the command line wins)")
     return notes
 
 
