@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="+", type=Path, help="results.csv files of studies")
     parser.add_argument("--methods", help="comma-separated methods to keep, in table order (default: all)")
     parser.add_argument("--sizes", help="comma-separated images a class to keep (default: all)")
+    parser.add_argument("--baseline", help="the method every other one gains over (default: each its own, "
+                        "as in a study's summary.md), e.g. none-strong-airnet for the bank over the tuned row")
     parser.add_argument("-o", "--output", type=Path, help="write the table here too (markdown)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
@@ -60,12 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes {args.sizes!r}: expected comma-separated integers, e.g. 50,100")
     try:
         rows = merge(args.results, methods, sizes)
-        print(summary_markdown(rows, method_order=methods or ()))
+        if args.baseline and args.baseline not in {row.method for row in rows}:
+            raise UserError(f"--baseline {args.baseline}: no finished run of it in the files (methods kept: "
+                            f"{sorted({row.method for row in rows})})")
+        print(summary_markdown(rows, method_order=methods or (), baseline=args.baseline))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.output:
-        write_summary(rows, args.output, method_order=methods or ())
+        write_summary(rows, args.output, method_order=methods or (), baseline=args.baseline)
     return 0
 
 

@@ -92,3 +92,9 @@ def test_merging_studies_pairs_a_method_with_a_baseline_another_study_recorded(t
     same = _results_csv(tmp_path / "same.csv", "none-airnet", {1: 0.40})  # the same cell retrained: kept once
     done = subprocess.run([*script, str(old), str(new), str(same)], capture_output=True, text=True)
     assert done.returncode == 0 and "| none-airnet | 3 |" in done.stdout
+    # --baseline: every method gains over the one named, here the old baseline over the new one
+    done = subprocess.run([*script, str(old), str(new), "--baseline", "none-strong-airnet"], capture_output=True, text=True)
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| none-airnet"))
+    assert "-4.33 ± 0.88" in row and "0/3" in row
+    done = subprocess.run([*script, str(old), "--baseline", "none-strong-airnet"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--baseline none-strong-airnet: no finished run of it" in done.stderr

@@ -251,12 +251,13 @@ def order_methods(methods: Iterable[str], preferred: Sequence[str] = ()) -> list
     return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
 
 
-def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> list[SummaryRow]:
+def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None) -> list[SummaryRow]:
     """One row per (images per class, method, recipe): sizes ascending, methods as order_methods puts them.
 
     Runs whose configs differ (another recipe hash) are never averaged: a method with runs of several
     configs at one size gets one row per config, labelled with its recipe hash, and a method whose
-    baseline has several configs at that size gets no gain (which baseline would it be?).
+    baseline has several configs at that size gets no gain (which baseline would it be?). `baseline`: one
+    method every other one gains over, instead of each method's own (baseline_of).
     """
     rank = {name: i for i, name in enumerate(order_methods((r.method for r in rows), method_order))}
     groups: dict[tuple[int, str, str], list[ResultRow]] = {}
@@ -276,10 +277,10 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> li
         vals = [r.val_acc for r in group if r.val_acc is not None]
         test_mean, test_std = mean_std(tests)
         gain = None
-        baseline = baseline_of(method, methods)
-        base_recipes = recipes.get((size, baseline), [])
-        if method != BASELINE and len(base_recipes) == 1:
-            base = groups[(size, baseline, base_recipes[0])]
+        base_name = baseline or baseline_of(method, methods)
+        base_recipes = recipes.get((size, base_name), [])
+        if method != base_name and (baseline or method != BASELINE) and len(base_recipes) == 1:
+            base = groups[(size, base_name, base_recipes[0])]
             gain = paired_gain({r.split_seed: r.test_acc for r in group}, {r.split_seed: r.test_acc for r in base})
         several = len(recipes[(size, method)]) > 1
         summary.append(
@@ -376,11 +377,13 @@ def summary_cells(s: SummaryRow) -> list[str]:
             up, f"{s.wall_mean:.1f}"]
 
 
-def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()) -> str:
+def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None) -> str:
     lines = ["# Study summary", "", SUMMARY_LEGEND]
+    if baseline:
+        lines += ["", f"Every gain here is over `{baseline}` (not each method's own baseline)."]
     if not rows:
         return "\n".join(lines + ["", "No finished runs yet.", ""])
-    summary = summarize(rows, method_order)
+    summary = summarize(rows, method_order, baseline)
     note = mixed_recipes_note(summary)
     if note:
         lines += ["", note]
@@ -399,6 +402,7 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
     return "\n".join(lines) + "\n"
 
 
-def write_summary(rows: Sequence[ResultRow], path: str | Path, method_order: Sequence[str] = ()) -> Path:
-    atomic_write_text(path, summary_markdown(rows, method_order))
+def write_summary(rows: Sequence[ResultRow], path: str | Path, method_order: Sequence[str] = (),
+                  baseline: str | None = None) -> Path:
+    atomic_write_text(path, summary_markdown(rows, method_order, baseline))
     return Path(path)
