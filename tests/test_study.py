@@ -105,7 +105,7 @@ def small_study(out: Path, methods_file: Path, **kwargs):
 
 def test_bundled_methods_are_all_valid_recipes():
     methods = load_methods()
-    assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "finetune-airnet", "none-airnet", "none-strong-airnet", "l2sp-airnet", "init-gaussian", "seed-faithful"]
+    assert list(methods) == ["none", "l2", "gaussian", "mmd", "adversarial", "init-from-bank", "init-frozen", "transfer", "finetune-airnet", "none-airnet", "none-strong-airnet", "l2sp-airnet", "finetune-strong-airnet", "l2sp-strong-airnet", "init-gaussian", "seed-faithful"]
     cfg = apply_overrides(TrainConfig(), list(methods["seed-faithful"].overrides))
     assert (cfg.prior.name, cfg.prior.adversarial.seed_faithful, cfg.prior.weight) == ("adversarial", True, 1.0)
     assert (cfg.prior.normalize, cfg.prior.adversarial.loss, cfg.prior.adversarial.d_arch) == ("none", "bce", "conv")
