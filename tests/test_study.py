@@ -142,10 +142,10 @@ def test_the_airnet_methods_per_size_epochs_give_the_recorded_studies_cells():
         for size in (10, 50, 100):
             old = cell_config(base, Cell(flat, size, 1), {50: 80, 100: 80} if size > 10 else None)
             assert cell_config(base, Cell(methods[name], size, 1)) == old
-            assert old.epochs == (80 if size > 10 else 400 if name == "none-strong-airnet" else base.epochs)
+            assert old.epochs == (80 if size > 10 else 800 if name == "none-strong-airnet" else base.epochs)
 
 
-def test_the_bank_on_the_strong_recipe_trains_what_the_pool_measured_and_gains_over_the_strong_row():
+def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over_the_strong_row():
     # The candidates of benchmarks/results/tuning.csv (tag bank10-strong) that chose these methods, as written there.
     from filterprior.results import baseline_of
     from filterprior.study.methods import Method
@@ -159,6 +159,9 @@ def test_the_bank_on_the_strong_recipe_trains_what_the_pool_measured_and_gains_o
     for name, candidate in pool.items():
         assert cell_config(base, Cell(methods[name], 10, 2)) == cell_config(base, Cell(Method(name, tuple(candidate.split())), 10, 2))
         assert baseline_of(name, [*methods, name]) == "none-strong-airnet"
+    # and the tuned row itself: the candidate airnet-autoaug-e800 (tag scratch10-strong)
+    e800 = Method("x", tuple("model.name=airnet tta=flip data.policy=autoaugment epochs=800".split()))
+    assert cell_config(base, Cell(methods["none-strong-airnet"], 10, 2)) == cell_config(base, Cell(e800, 10, 2))
 
 
 def test_unknown_method_lists_the_known_ones(methods_file):
