@@ -1,0 +1,90 @@
+"""The table cells, legend and summary.md: the same cells the HTML report shows (summary_cells)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from filterprior.results.rows import ResultRow
+from filterprior.results.summary import BASELINE, SummaryRow, mixed_recipes_note, summarize
+from filterprior.utils import atomic_write_text
+
+
+def percent(value: float | None) -> str:
+    """A fraction as % with two decimals; '—' when there is no value."""
+    if value is None:
+        return "—"
+    text = f"{100 * value:.2f}"
+    return "0.00" if text == "-0.00" else text  # a float-noise gain of -1e-17 is no loss
+
+
+def _signed(value: float) -> str:
+    text = percent(value)
+    return text if text.startswith("-") or text == "0.00" else "+" + text
+
+
+def _pm(value: float | None, spread: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{percent(value)} ± {'n/a' if spread is None else percent(spread)}"  # n/a: a single seed
+
+
+SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "95% CI (pp)", "splits up",
+                  "wall time (s)"]
+# What the columns mean: under the table in summary.md and in the HTML report alike.
+SUMMARY_LEGEND = (
+    "Test accuracy in %: mean ± sample std over split seeds (n runs; n/a: a single seed has no spread). "
+    f"Gain: the method's test accuracy minus its baseline's ({BASELINE} at the same size, or for a method "
+    f"named …-X the most specific {BASELINE}-X the study has, X one or more of its last words: the same model "
+    "or recipe from scratch), in percentage points, "
+    "paired over the k split seeds both ran: the mean of the per-split differences ± its standard error "
+    "(their sd / √k). 95% CI: that mean ± t(0.975, k−1) × the standard error (Student t from a table for "
+    "up to 30 degrees of freedom, the normal 1.96 beyond). Splits up: on how many of the k shared splits "
+    "the method beat its baseline. Only where the two share no split seed is the gain unpaired (difference "
+    "of means ± sqrt(sa²/na + sb²/nb), Welch's interval), marked 'unpaired'. Val: mean accuracy on the "
+    "fixed validation pool. Wall time: mean per run."
+)
+
+
+def summary_cells(s: SummaryRow) -> list[str]:
+    """The row's cells under SUMMARY_HEADER; summary.md and the HTML report both show exactly these."""
+    g = s.gain
+    if g is None:
+        gain = interval = up = "—"
+    else:
+        gain = f"{_signed(g.mean)} ± {'n/a' if g.se is None else percent(g.se)}"
+        interval = "—" if g.low is None else f"[{_signed(g.low)}, {_signed(g.high)}]"
+        up = f"{g.up}/{g.pairs}" if g.paired else "unpaired"
+    return [s.label or s.method, str(s.n), _pm(s.test_mean, s.test_std), percent(s.val_mean), gain, interval,
+            up, f"{s.wall_mean:.1f}"]
+
+
+def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None) -> str:
+    lines = ["# Study summary", "", SUMMARY_LEGEND]
+    if baseline:
+        lines += ["", f"Every gain here is over `{baseline}` (not each method's own baseline)."]
+    if not rows:
+        return "\n".join(lines + ["", "No finished runs yet.", ""])
+    summary = summarize(rows, method_order, baseline)
+    note = mixed_recipes_note(summary)
+    if note:
+        lines += ["", note]
+    current = None
+    for s in summary:
+        if s.images_per_class != current:
+            current = s.images_per_class
+            lines += [
+                "",
+                f"## {current} images per class",
+                "",
+                "| " + " | ".join(SUMMARY_HEADER) + " |",
+                "|---|" + "---:|" * (len(SUMMARY_HEADER) - 1),
+            ]
+        lines.append("| " + " | ".join(summary_cells(s)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(rows: Sequence[ResultRow], path: str | Path, method_order: Sequence[str] = (),
+                  baseline: str | None = None) -> Path:
+    atomic_write_text(path, summary_markdown(rows, method_order, baseline))
+    return Path(path)
