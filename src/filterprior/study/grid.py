@@ -113,8 +113,10 @@ def method_keys_overridden(method: Method, command_line_keys: Sequence[str]) -> 
     return [key for key in method_keys(method) if key in given]
 
 
-def method_keys(method: Method) -> list[str]:
-    return list(dict.fromkeys(override_key(item) for item in method.all_overrides()))
+def method_keys(method: Method, images_per_class: int | None = None) -> list[str]:
+    """The config keys `method` sets: at any size, or at `images_per_class` only (shared and by_size)."""
+    items = method.all_overrides() if images_per_class is None else method.overrides_at(images_per_class)
+    return list(dict.fromkeys(override_key(item) for item in items))
 
 
 def _get_key(cfg: TrainConfig, key: str):

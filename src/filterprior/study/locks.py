@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-try:
+if os.name == "posix":  # flock exists there; a missing fcntl is a broken Python and fails loudly
     import fcntl
-except ImportError:  # not POSIX
+else:  # Windows: no flock, the locks do nothing (see above)
     fcntl = None
 
 CELL_LOCK_FILE = ".lock"  # inside the cell's run directory; kept when the directory is cleared for a redo

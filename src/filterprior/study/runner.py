@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from filterprior.config import TrainConfig, config_to_dict, override_key
+from filterprior.config import TrainConfig, config_to_dict
 from filterprior.errors import UserError
 from filterprior.study.grid import (
     DEFAULT_SIZES,
@@ -33,6 +33,7 @@ from filterprior.study.grid import (
     build_grid,
     cell_config,
     cell_hash,
+    method_keys,
     method_keys_overridden,
     recipe_hash,
     shard_cells,
@@ -345,7 +346,7 @@ def _precedence_notes(
         if epochs_by_size and "epochs" not in beaten:
             # only the sizes where the method itself sets epochs (shared, or in its by_size at that size)
             where = [(size, epochs) for size, epochs in sorted(epochs_by_size.items())
-                     if "epochs" in (override_key(item) for item in method.overrides_at(size))]
+                     if "epochs" in method_keys(method, size)]
             if where:
                 given = ",".join(f"{size}={epochs}" for size, epochs in where)
                 notes.append(f"note: method {method.name} sets epochs in its methods file; --epochs-by-size "

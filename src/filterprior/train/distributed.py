@@ -134,10 +134,10 @@ def leave() -> None:
     runs on into interpreter shutdown, that thread finds the interpreter gone and the process aborts
     ("terminate called without an active exception", exit -6; seen in ~1 of 5 two-process runs on 2 busy
     cores, core dump: AsyncBroadcastWork::~AsyncBroadcastWork -> take_gil -> pthread_exit). The barrier's
-    wait releases the GIL, so the worker finishes first; torch's own fix is pending (pytorch PR 179291)."""
+    wait releases the GIL, so the worker finishes first (an upstream fix, pytorch PR 179291, was abandoned)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+    shutdown()
 
 
 def check_batch_size(batch_size: int) -> None:
