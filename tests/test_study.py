@@ -137,12 +137,12 @@ def test_the_airnet_methods_per_size_epochs_give_the_recorded_studies_cells():
 
     base = TrainConfig(seed=3)
     methods = load_methods()
-    for name in ("none-airnet", "finetune-airnet", "l2sp-airnet", "none-strong-airnet"):
+    for name in ("none-airnet", "finetune-airnet", "l2sp-airnet"):
         flat = Method(name, methods[name].overrides)  # the shared overrides alone, as before by_size
         for size in (10, 50, 100):
             old = cell_config(base, Cell(flat, size, 1), {50: 80, 100: 80} if size > 10 else None)
             assert cell_config(base, Cell(methods[name], size, 1)) == old
-            assert old.epochs == (80 if size > 10 else 800 if name == "none-strong-airnet" else base.epochs)
+            assert old.epochs == (80 if size > 10 else base.epochs)
 
 
 def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over_the_strong_row():
@@ -159,9 +159,12 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     for name, candidate in pool.items():
         assert cell_config(base, Cell(methods[name], 10, 2)) == cell_config(base, Cell(Method(name, tuple(candidate.split())), 10, 2))
         assert baseline_of(name, [*methods, name]) == "none-strong-airnet"
-    # and the tuned row itself: the candidate airnet-autoaug-e800 (tag scratch10-strong)
-    e800 = Method("x", tuple("model.name=airnet tta=flip data.policy=autoaugment epochs=800".split()))
-    assert cell_config(base, Cell(methods["none-strong-airnet"], 10, 2)) == cell_config(base, Cell(e800, 10, 2))
+    # and the tuned row itself, at each size the pool's candidate (tags scratch10-strong, scratch50-strong,
+    # scratch100-strong: airnet-autoaug-e800, -e160, -e80; the study sets the size itself)
+    for size, epochs in ((10, 800), (50, 160), (100, 80)):
+        candidate = Method("x", tuple(f"model.name=airnet tta=flip data.policy=autoaugment epochs={epochs}".split()))
+        tuned = cell_config(base, Cell(methods["none-strong-airnet"], size, 2))
+        assert tuned == cell_config(base, Cell(candidate, size, 2)) and tuned.epochs == epochs, size
 
 
 def test_unknown_method_lists_the_known_ones(methods_file):
