@@ -333,7 +333,8 @@ def test_worker_processes_run_cells_with_split_threads(tmp_path, methods_file):
 
 
 @pytest.mark.slow
-def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, methods_file, monkeypatch, capsys):
+@pytest.mark.parametrize("workers", [1, 2])  # 1: cells train in this process, a thread gives the heartbeat
+def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, methods_file, monkeypatch, capsys, workers):
     monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
     study = tmp_path / "study"
     for method in ("none", "l2", "gaussian"):  # an earlier, stale run in each cell: 5 epochs logged
@@ -342,7 +343,7 @@ def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, metho
         (stale / "metrics.csv").write_text("epoch\n1\n2\n3\n4\n5\n")
         (stale / "cell.json").write_text("{}")
         os.utime(stale / "cell.json", (time.time() - 3600, time.time() - 3600))
-    run_study(TrainConfig(), study, sizes=[2], methods=["none", "l2", "gaussian"], split_seeds=[0], workers=2,
+    run_study(TrainConfig(), study, sizes=[2], methods=["none", "l2", "gaussian"], split_seeds=[0], workers=workers,
               train_fn=slow_train, methods_file=methods_file, epochs_by_size={2: 7})
     out = capsys.readouterr().out
     assert "none n=2 split=0 epoch 1/7" in out and "l2 n=2 split=0 epoch 1/7" in out

@@ -91,12 +91,34 @@ def threads_per_worker(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
-def _run_serially(jobs: Sequence[Job]) -> Iterator[tuple[Job, Outcome]]:
-    for job in jobs:
-        yield job, run_job(job)
+HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly (their own output is off)
 
 
-HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly in workers
+def _run_serially(jobs: Sequence[Job], log: Callable[[str], None] = lambda _m: None) -> Iterator[tuple[Job, Outcome]]:
+    # One cell at a time in this process; a thread says every HEARTBEAT_S which epoch it is at, as the
+    # pool does for its workers, so a 15-minute cell is not 15 silent minutes.
+    started, started_wall = time.monotonic(), time.time()
+    for done, job in enumerate(jobs):
+        stop = threading.Event()
+
+        def beat(job: Job = job, done: int = done) -> None:
+            while not stop.wait(HEARTBEAT_S):
+                training = [job] if _started_since(job, started_wall) else []
+                log(_heartbeat_line(done, len(jobs), started, training))
+
+        thread = threading.Thread(target=beat, name="study-heartbeat", daemon=True)
+        thread.start()
+        try:
+            outcome = run_job(job)
+        finally:
+            stop.set()
+            thread.join()
+        yield job, outcome
+
+
+def _heartbeat_line(done: int, total: int, started: float, training: Sequence[Job]) -> str:
+    where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
+    return f"  ... {done}/{total} done, {time.monotonic() - started:.0f} s elapsed; training: {where or 'starting'}"
 
 
 def _run_in_pool(
@@ -121,9 +143,7 @@ def _run_in_pool(
                     # rewritten its cell.json (until then its directory may hold an earlier run's files).
                     training = [futures[f] for f in pending
                                 if f.running() and _started_since(futures[f], started_wall)]
-                    where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
-                    log(f"  ... {len(jobs) - len(pending)}/{len(jobs)} done, {time.monotonic() - started:.0f} s "
-                        f"elapsed; training: {where or 'starting'}")
+                    log(_heartbeat_line(len(jobs) - len(pending), len(jobs), started, training))
                 for future in done:
                     try:
                         outcome = future.result()
@@ -268,7 +288,7 @@ def run_study(
     update_records(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs, hashes)
     failures: list[tuple[str, str]] = []
     elsewhere: list[str] = [cell.label for cell in busy]
-    runner = _run_serially(jobs) if workers == 1 else _run_in_pool(jobs, workers, log, devices)
+    runner = _run_serially(jobs, log) if workers == 1 else _run_in_pool(jobs, workers, log, devices)
     try:
         with _sigterm_as_interrupt():
             for job, outcome in runner:
