@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from filterprior.config import apply_overrides, load_config, packaged_config
-from filterprior.study.runner import available_cpus, run_study
+from filterprior.study.execution import available_cpus
+from filterprior.study.runner import run_study
 
 
 def main() -> None:

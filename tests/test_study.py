@@ -33,8 +33,8 @@ from filterprior.study import (
 )
 from filterprior.commands.study import add_study_arguments, study_main
 from filterprior.study.grid import Cell, cell_hash
-from filterprior.study import runner
-from filterprior.study.runner import threads_per_worker
+from filterprior.study import execution, runner
+from filterprior.study.execution import threads_per_worker
 from filterprior.results import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
 from filterprior.utils import atomic_write_text
 
@@ -335,7 +335,7 @@ def test_worker_processes_run_cells_with_split_threads(tmp_path, methods_file):
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])  # 1: cells train in this process, a thread gives the heartbeat
 def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, methods_file, monkeypatch, capsys, workers):
-    monkeypatch.setattr(runner, "HEARTBEAT_S", 0.3)
+    monkeypatch.setattr(execution, "HEARTBEAT_S", 0.3)
     study = tmp_path / "study"
     for method in ("none", "l2", "gaussian"):  # an earlier, stale run in each cell: 5 epochs logged
         stale = study / method / "n2" / "split0"

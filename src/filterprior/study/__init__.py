@@ -2,7 +2,8 @@
 
 from filterprior.study.grid import DEFAULT_SIZES, DEFAULT_SPLIT_SEEDS, Cell, build_grid, cell_config, shard_cells
 from filterprior.study.methods import Method, load_methods, select_methods
-from filterprior.study.runner import StudyFailed, default_workers, run_study
+from filterprior.study.execution import default_workers
+from filterprior.study.runner import StudyFailed, run_study
 from filterprior.results import collect_results, read_results_csv, summary_markdown
 
 __all__ = [

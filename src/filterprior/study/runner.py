@@ -6,7 +6,8 @@ is redone from an empty directory. A finished cell whose config changed is never
 study refuses before it writes anything (changes.CellsChanged) unless run with overwrite=True.
 
 Each cell is trained under a lock (locks.py), so two study processes never train one cell at once; a
-cell locked by another process is skipped as "running elsewhere". Workers die with the study process
+cell locked by another process is skipped as "running elsewhere". How the cells run (in this process or
+in worker processes, with a heartbeat line) is execution.py; workers die with the study process
 (workers.py).
 """
 
@@ -14,15 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from filterprior.config import TrainConfig, config_to_dict
 from filterprior.errors import UserError
@@ -41,12 +40,12 @@ from filterprior.study.grid import (
 from filterprior.study.cell_job import CHANGED, FINISHED, Job, Outcome, TrainFn, cell_state, run_job
 from filterprior.study.changes import CellsChanged, changed_cell
 from filterprior.study.locks import locked_elsewhere, tables_lock
-from filterprior.study.workers import init_worker, visible_gpus, worker_devices, workers_for
+from filterprior.study.execution import default_workers, run_in_pool, run_serially, threads_per_worker
+from filterprior.study.workers import visible_gpus, worker_devices, workers_for
 from filterprior.study.methods import load_methods, select_methods
 from filterprior.study.preflight import check_configs
 from filterprior.study.records import update_records
 from filterprior.results import (
-    CELL_FILE,
     ResultRow,
     collect_results,
     read_finished_cell,
@@ -67,111 +66,6 @@ class StudyFailed(Exception):
         self.results_csv = results_csv
         listing = "\n".join(f"  {label}: {error}" for label, error in failures)
         super().__init__(f"{len(failures)} cell(s) failed:\n{listing}")
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # respects taskset / cgroup CPU pinning
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def default_workers() -> int:
-    """Worker processes when --workers is not given: one per core (each with one torch thread), at most 8.
-
-    Small-data cells train on small batches, which do not scale across threads: on the 2-core
-    development machine 2 workers x 1 thread ran a grid 11 % faster than 1 worker x 2 threads
-    (benchmarks/study_workers.py, RESULTS.md). The cap keeps memory modest (each worker holds its
-    own copy of the dataset, ~0.4 GB for CIFAR-10).
-    """
-    return max(1, min(8, available_cpus()))
-
-
-def threads_per_worker(workers: int) -> int:
-    return max(1, available_cpus() // workers)
-
-
-HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly (their own output is off)
-
-
-def _run_serially(jobs: Sequence[Job], log: Callable[[str], None] = lambda _m: None) -> Iterator[tuple[Job, Outcome]]:
-    # One cell at a time in this process; a thread says every HEARTBEAT_S which epoch it is at, as the
-    # pool does for its workers, so a 15-minute cell is not 15 silent minutes.
-    started, started_wall = time.monotonic(), time.time()
-    for done, job in enumerate(jobs):
-        stop = threading.Event()
-
-        def beat(job: Job = job, done: int = done) -> None:
-            while not stop.wait(HEARTBEAT_S):
-                training = [job] if _started_since(job, started_wall) else []
-                log(_heartbeat_line(done, len(jobs), started, training))
-
-        thread = threading.Thread(target=beat, name="study-heartbeat", daemon=True)
-        thread.start()
-        try:
-            outcome = run_job(job)
-        finally:
-            stop.set()
-            thread.join()
-        yield job, outcome
-
-
-def _heartbeat_line(done: int, total: int, started: float, training: Sequence[Job]) -> str:
-    where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
-    return f"  ... {done}/{total} done, {time.monotonic() - started:.0f} s elapsed; training: {where or 'starting'}"
-
-
-def _run_in_pool(
-    jobs: Sequence[Job], workers: int, log: Callable[[str], None] = lambda _m: None,
-    devices: Sequence[str | None] = (),
-) -> Iterator[tuple[Job, Outcome]]:
-    # 'spawn': fresh interpreters, safe with torch threads and CUDA (fork is not).
-    context = multiprocessing.get_context("spawn")
-    device_queue = context.Queue()
-    for device in devices or [None] * workers:
-        device_queue.put(device or "")
-    started, started_wall = time.monotonic(), time.time()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
-                             initargs=(os.getpid(), device_queue)) as pool:
-        futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
-        pending = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
-                if not done:
-                    # The executor marks queued calls "running" too; a cell trains once its worker has
-                    # rewritten its cell.json (until then its directory may hold an earlier run's files).
-                    training = [futures[f] for f in pending
-                                if f.running() and _started_since(futures[f], started_wall)]
-                    log(_heartbeat_line(len(jobs) - len(pending), len(jobs), started, training))
-                for future in done:
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # the worker process died (e.g. out of memory)
-                        outcome = Outcome("failed", f"worker process failed: {type(exc).__name__}: {exc}")
-                    yield futures[future], outcome
-        except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM): stop the workers' cells now rather than wait for them.
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _started_since(job: Job, wall_time: float) -> bool:
-    try:
-        return (job.run_dir / CELL_FILE).stat().st_mtime >= wall_time
-    except OSError:
-        return False
-
-
-def _epochs_done(job: Job) -> int:
-    """Epochs the cell has logged so far (metrics.csv: a header, then one row per epoch)."""
-    try:
-        with open(job.run_dir / "metrics.csv", "rb") as handle:
-            return max(0, sum(1 for _ in handle) - 1)
-    except OSError:
-        return 0
 
 
 def _cell_line(row: ResultRow) -> str:
@@ -288,7 +182,7 @@ def run_study(
     update_records(out_dir, [cell for cell in grid if states[cell] == FINISHED], configs, hashes)
     failures: list[tuple[str, str]] = []
     elsewhere: list[str] = [cell.label for cell in busy]
-    runner = _run_serially(jobs, log) if workers == 1 else _run_in_pool(jobs, workers, log, devices)
+    runner = run_serially(jobs, log) if workers == 1 else run_in_pool(jobs, workers, log, devices)
     try:
         with _sigterm_as_interrupt():
             for job, outcome in runner:

@@ -1,0 +1,121 @@
+"""How a study's cells run: one after another in this process (one worker), or in a pool of worker
+processes; either way a heartbeat line every HEARTBEAT_S says which cells train and at which epoch, since
+the cells' own output is off."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Iterator, Sequence
+
+from filterprior.results import CELL_FILE
+from filterprior.study.cell_job import Job, Outcome, run_job
+from filterprior.study.workers import init_worker
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # respects taskset / cgroup CPU pinning
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Worker processes when --workers is not given: one per core (each with one torch thread), at most 8.
+
+    Small-data cells train on small batches, which do not scale across threads: on the 2-core
+    development machine 2 workers x 1 thread ran a grid 11 % faster than 1 worker x 2 threads
+    (benchmarks/study_workers.py, RESULTS.md). The cap keeps memory modest (each worker holds its
+    own copy of the dataset, ~0.4 GB for CIFAR-10).
+    """
+    return max(1, min(8, available_cpus()))
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, available_cpus() // workers)
+
+
+HEARTBEAT_S = 15.0  # a "still running" line this often while cells train quietly (their own output is off)
+
+
+def run_serially(jobs: Sequence[Job], log: Callable[[str], None] = lambda _m: None) -> Iterator[tuple[Job, Outcome]]:
+    # One cell at a time in this process; a thread says every HEARTBEAT_S which epoch it is at, as the
+    # pool does for its workers, so a 15-minute cell is not 15 silent minutes.
+    started, started_wall = time.monotonic(), time.time()
+    for done, job in enumerate(jobs):
+        stop = threading.Event()
+
+        def beat(job: Job = job, done: int = done) -> None:
+            while not stop.wait(HEARTBEAT_S):
+                training = [job] if _started_since(job, started_wall) else []
+                log(_heartbeat_line(done, len(jobs), started, training))
+
+        thread = threading.Thread(target=beat, name="study-heartbeat", daemon=True)
+        thread.start()
+        try:
+            outcome = run_job(job)
+        finally:
+            stop.set()
+            thread.join()
+        yield job, outcome
+
+
+def _heartbeat_line(done: int, total: int, started: float, training: Sequence[Job]) -> str:
+    where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
+    return f"  ... {done}/{total} done, {time.monotonic() - started:.0f} s elapsed; training: {where or 'starting'}"
+
+
+def run_in_pool(
+    jobs: Sequence[Job], workers: int, log: Callable[[str], None] = lambda _m: None,
+    devices: Sequence[str | None] = (),
+) -> Iterator[tuple[Job, Outcome]]:
+    # 'spawn': fresh interpreters, safe with torch threads and CUDA (fork is not).
+    context = multiprocessing.get_context("spawn")
+    device_queue = context.Queue()
+    for device in devices or [None] * workers:
+        device_queue.put(device or "")
+    started, started_wall = time.monotonic(), time.time()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
+                             initargs=(os.getpid(), device_queue)) as pool:
+        futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+                if not done:
+                    # The executor marks queued calls "running" too; a cell trains once its worker has
+                    # rewritten its cell.json (until then its directory may hold an earlier run's files).
+                    training = [futures[f] for f in pending
+                                if f.running() and _started_since(futures[f], started_wall)]
+                    log(_heartbeat_line(len(jobs) - len(pending), len(jobs), started, training))
+                for future in done:
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # the worker process died (e.g. out of memory)
+                        outcome = Outcome("failed", f"worker process failed: {type(exc).__name__}: {exc}")
+                    yield futures[future], outcome
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): stop the workers' cells now rather than wait for them.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _started_since(job: Job, wall_time: float) -> bool:
+    try:
+        return (job.run_dir / CELL_FILE).stat().st_mtime >= wall_time
+    except OSError:
+        return False
+
+
+def _epochs_done(job: Job) -> int:
+    """Epochs the cell has logged so far (metrics.csv: a header, then one row per epoch)."""
+    try:
+        with open(job.run_dir / "metrics.csv", "rb") as handle:
+            return max(0, sum(1 for _ in handle) - 1)
+    except OSError:
+        return 0
