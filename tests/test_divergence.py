@@ -47,7 +47,7 @@ def test_a_diverged_run_keeps_a_good_checkpoint_and_resumes_with_a_lower_learnin
     final = load_checkpoint(out / "checkpoint.pt")
     assert final["epoch"] == 4 and first_nonfinite(final) is None
     assert final["optimizer"]["param_groups"][0]["initial_lr"] == 0.001
-    assert (out / "metrics.json").is_file()
+    assert (out / "metrics.json").is_file() and not (out / "checkpoint.prev.pt").exists()
 
 
 def test_a_run_diverging_from_the_start_keeps_no_checkpoint_of_nan_tensors(tmp_path):

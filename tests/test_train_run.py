@@ -21,6 +21,8 @@ def test_run_directory_tells_the_whole_story(tmp_path):
                  "curves.png", "checkpoint.pt", "weights.safetensors", "weights.json",
                  "filters_start.png", "filters_end.png"):
         assert (run / name).is_file(), name
+    # the previous checkpoint (a fallback after a divergence mid-run) goes when the run finishes
+    assert not (run / "checkpoint.prev.pt").exists()
     assert any((run / "tb").iterdir())
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["test_acc"] == metrics["test_acc"]

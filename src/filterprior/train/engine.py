@@ -26,8 +26,8 @@ from filterprior.data.pipeline import Prepared, prepare_data, with_absolute_data
 from filterprior.errors import UserError
 from filterprior.train import distributed
 from filterprior.train.allocator import keep_freed_memory
-from filterprior.train.checkpoint import (export_weights, first_nonfinite, load_checkpoint, restore_previous,
-                                          save_checkpoint)
+from filterprior.train.checkpoint import (export_weights, first_nonfinite, load_checkpoint, previous_path,
+                                          restore_previous, save_checkpoint)
 from filterprior.train.disk import disk_full_as_user_error
 from filterprior.train.evaluate import EvalResult, evaluate
 from filterprior.train.meter import EpochMeter
@@ -303,6 +303,9 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         "source_hash": prep.data.source_hash,
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    # The previous checkpoint is only a fallback after a divergence mid-run; a finished run no longer needs
+    # it, and it doubled every finished run's disk use (a resume with more epochs writes a new one).
+    previous_path(run_dir / "checkpoint.pt").unlink(missing_ok=True)
     parts = [f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images)"] if test else ["test set not evaluated"]
     if val:
         parts.append(f"validation pool {100 * val['val_acc']:.2f}% ({len(prep.val_loader.labels)} images)")
