@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,7 +35,7 @@ from filterprior.study.grid import (
     recipe_hash,
     shard_cells,
 )
-from filterprior.study.cell_job import CHANGED, FINISHED, Job, Outcome, TrainFn, cell_state, run_job
+from filterprior.study.cell_job import CHANGED, FINISHED, Job, TrainFn, cell_state
 from filterprior.study.changes import CellsChanged, changed_cell
 from filterprior.study.locks import locked_elsewhere, tables_lock
 from filterprior.study.execution import default_workers, run_in_pool, run_serially, threads_per_worker

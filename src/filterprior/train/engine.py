@@ -138,7 +138,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             tb.close()
         if not ddp.main:  # DDP hook: rank 0 tests and writes the final outputs; the others get its metrics
             return distributed.share_from_main(None)
-        return distributed.share_from_main(finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say))
+        metrics = finish_run(cfg, run_dir, run.evaluated, prep, history, step, elapsed, say)
+        # The previous checkpoint is only a fallback after a divergence mid-run; a finished run no longer needs
+        # it, and it doubled every finished run's disk use (a resume with more epochs writes a new one).
+        previous_path(checkpoint_path).unlink(missing_ok=True)
+        return distributed.share_from_main(metrics)
 
 
 def _global_means(row: dict[str, float], seen: int, device: torch.device) -> dict[str, float]:
@@ -303,9 +307,6 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         "source_hash": prep.data.source_hash,
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    # The previous checkpoint is only a fallback after a divergence mid-run; a finished run no longer needs
-    # it, and it doubled every finished run's disk use (a resume with more epochs writes a new one).
-    previous_path(run_dir / "checkpoint.pt").unlink(missing_ok=True)
     parts = [f"test accuracy {100 * test.acc:.2f}% ({len(prep.test_loader.labels)} images)"] if test else ["test set not evaluated"]
     if val:
         parts.append(f"validation pool {100 * val['val_acc']:.2f}% ({len(prep.val_loader.labels)} images)")
