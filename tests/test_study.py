@@ -351,6 +351,27 @@ def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, metho
     assert "epoch 5/7" not in out  # a queued cell's stale files are not taken for progress
 
 
+def fail_l2_else_slow(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> dict:
+    if cfg.prior.name == "l2":
+        raise RuntimeError("l2 exploded")
+    return slow_train(cfg, run_dir, resume, quiet)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_heartbeat_counts_only_trained_cells_as_done(tmp_path, methods_file, monkeypatch, capsys, workers):
+    # A failed cell (or one skipped because another process runs it) was once counted "done".
+    monkeypatch.setattr(execution, "HEARTBEAT_S", 0.3)
+    with pytest.raises(StudyFailed):
+        run_study(TrainConfig(), tmp_path / "study", sizes=[2], methods=["l2", "none", "gaussian"], split_seeds=[0],
+                  workers=workers, train_fn=fail_l2_else_slow, methods_file=methods_file)
+    beats = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ... ")]
+    assert any(", 1 failed," in line for line in beats)
+    assert not any(line.startswith(("  ... 2/3 done", "  ... 3/3 done")) for line in beats)  # 2 cells train at most
+    if workers == 1:  # cells run in order: l2 fails, then none trains, then gaussian
+        assert all(line.startswith("  ... 1/3 done, 1 failed,") for line in beats if "training: gaussian" in line)
+
+
 # -------------------------------------------------------------------------------------- tables
 
 

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterator, Sequence
 
@@ -45,13 +46,14 @@ def run_serially(jobs: Sequence[Job], log: Callable[[str], None] = lambda _m: No
     # One cell at a time in this process; a thread says every HEARTBEAT_S which epoch it is at, as the
     # pool does for its workers, so a 15-minute cell is not 15 silent minutes.
     started, started_wall = time.monotonic(), time.time()
-    for done, job in enumerate(jobs):
+    outcomes: Counter[str] = Counter()
+    for job in jobs:
         stop = threading.Event()
 
-        def beat(job: Job = job, done: int = done) -> None:
+        def beat(job: Job = job) -> None:
             while not stop.wait(HEARTBEAT_S):
                 training = [job] if _started_since(job, started_wall) else []
-                log(_heartbeat_line(done, len(jobs), started, training))
+                log(_heartbeat_line(outcomes, len(jobs), started, training))
 
         thread = threading.Thread(target=beat, name="study-heartbeat", daemon=True)
         thread.start()
@@ -60,12 +62,19 @@ def run_serially(jobs: Sequence[Job], log: Callable[[str], None] = lambda _m: No
         finally:
             stop.set()
             thread.join()
+        outcomes[outcome.status] += 1
         yield job, outcome
 
 
-def _heartbeat_line(done: int, total: int, started: float, training: Sequence[Job]) -> str:
+# How the heartbeat names the outcomes other than "done", so a skipped or failed cell is not counted done.
+_NOT_DONE = {"busy": "running elsewhere", "finished": "finished elsewhere", "failed": "failed"}
+
+
+def _heartbeat_line(outcomes: Counter[str], total: int, started: float, training: Sequence[Job]) -> str:
     where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
-    return f"  ... {done}/{total} done, {time.monotonic() - started:.0f} s elapsed; training: {where or 'starting'}"
+    others = "".join(f", {outcomes[status]} {name}" for status, name in _NOT_DONE.items() if outcomes[status])
+    return (f"  ... {outcomes['done']}/{total} done{others}, {time.monotonic() - started:.0f} s elapsed; "
+            f"training: {where or 'starting'}")
 
 
 def run_in_pool(
@@ -82,6 +91,7 @@ def run_in_pool(
                              initargs=(os.getpid(), device_queue)) as pool:
         futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
         pending = set(futures)
+        outcomes: Counter[str] = Counter()
         try:
             while pending:
                 done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
@@ -90,12 +100,13 @@ def run_in_pool(
                     # rewritten its cell.json (until then its directory may hold an earlier run's files).
                     training = [futures[f] for f in pending
                                 if f.running() and _started_since(futures[f], started_wall)]
-                    log(_heartbeat_line(len(jobs) - len(pending), len(jobs), started, training))
+                    log(_heartbeat_line(outcomes, len(jobs), started, training))
                 for future in done:
                     try:
                         outcome = future.result()
                     except Exception as exc:  # the worker process died (e.g. out of memory)
                         outcome = Outcome("failed", f"worker process failed: {type(exc).__name__}: {exc}")
+                    outcomes[outcome.status] += 1
                     yield futures[future], outcome
         except BaseException:
             # Interrupted (Ctrl-C, SIGTERM): stop the workers' cells now rather than wait for them.
