@@ -98,3 +98,35 @@ def test_merging_studies_pairs_a_method_with_a_baseline_another_study_recorded(t
     assert "-4.33 ± 0.88" in row and "0/3" in row
     done = subprocess.run([*script, str(old), "--baseline", "none-strong-airnet"], capture_output=True, text=True)
     assert done.returncode == 2 and "--baseline none-strong-airnet: no finished run of it" in done.stderr
+
+
+def test_comparing_two_recipes_of_one_method_pairs_them_by_split_and_refuses_a_mixture(tmp_path):
+    from filterprior.results import ResultRow, write_results_csv
+
+    def study(path, accs, recipe="r1"):
+        rows = [ResultRow(method="m", images_per_class=50, split_seed=seed, test_acc=test, val_acc=val, wall_time_s=9.0,
+                          config_hash=f"c{seed}", run_dir=f"m/n50/split{seed}", recipe_hash=recipe)
+                for seed, (test, val) in accs.items()]
+        return write_results_csv(rows, path)
+
+    old = study(tmp_path / "old.csv", {0: (0.50, 0.52), 1: (0.40, 0.41), 2: (0.45, 0.47), 3: (0.40, 0.40)})
+    new = study(tmp_path / "new.csv", {0: (0.56, 0.53), 1: (0.43, 0.45), 2: (0.49, 0.46)}, recipe="r2")
+    script = [sys.executable, str(BENCHMARKS / "compare_recipes.py"), f"{new}:m", f"{old}:m", "--size", "50"]
+    # the pool column by default, over the splits both ran (3 is old's only): differences 1, 4, -1 points
+    done = subprocess.run(script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "paired gain over 3 splits: +1.33 ± 1.45 (se)" in done.stdout and "up on 2/3" in done.stdout
+    done = subprocess.run([*script, "--column", "test", "--splits", "0,1"], capture_output=True, text=True)
+    assert "paired gain over 2 splits: +4.50" in done.stdout and "| 2 |" not in done.stdout
+    done = subprocess.run([*script, "--splits", "3"], capture_output=True, text=True)
+    assert done.returncode == 2 and "split seeds [3] are not finished on both sides" in done.stderr
+    # one side holding two recipes of the method is refused, not averaged
+    mixed = study(tmp_path / "mixed.csv", {0: (0.5, 0.5)}, recipe="r1")
+    text = mixed.read_text() + (study(tmp_path / "x.csv", {1: (0.4, 0.4)}, recipe="r9").read_text().splitlines()[1] + "\n")
+    mixed.write_text(text)
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "compare_recipes.py"), f"{mixed}:m", f"{old}:m", "--size", "50"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "has 2 recipes (r1, r9)" in done.stderr
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "compare_recipes.py"), f"{new}:other", f"{old}:m", "--size", "50"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "no finished run of other at 50 images a class" in done.stderr
