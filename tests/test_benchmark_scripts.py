@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,17 @@ def test_comparing_two_recipes_of_one_method_pairs_them_by_split_and_refuses_a_m
     done = subprocess.run([sys.executable, str(BENCHMARKS / "compare_recipes.py"), f"{new}:other", f"{old}:m", "--size", "50"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "no finished run of other at 50 images a class" in done.stderr
+
+
+def test_the_standing_picture_is_drawn_from_the_recorded_results_files(tmp_path):
+    script = [sys.executable, str(BENCHMARKS / "plot_standing.py"), "-o", str(tmp_path / "standing.png")]
+    done = subprocess.run(script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "standing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a results file without the row it should hold is named, not plotted as nothing
+    results = tmp_path / "results"
+    shutil.copytree(BENCHMARKS / "results", results, ignore=shutil.ignore_patterns("*.png", "*.json"))
+    _results_csv(results / "study-ftstrong-50-results.csv", "finetune-airnet", {0: 0.5})
+    done = subprocess.run([*script, "--results-dir", str(results)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "study-ftstrong-50-results.csv: no finished run of finetune-strong-airnet at 50 images a class" in done.stderr
