@@ -30,8 +30,8 @@ ROWS = {
         50: ("study-strong320-50-results.csv", "none-strong-airnet"),
         100: ("study-strong160-100-results.csv", "none-strong-airnet")},
     "the bank's best, chosen on the pool": {
-        10: ("study-bank-strong10-results.csv", "l2sp-strong-airnet"),
-        50: ("study-ftstrong-50-results.csv", "finetune-strong-airnet"),
+        10: ("study-l2sp400-10-results.csv", "l2sp-strong-airnet"),
+        50: ("study-ft160-50-results.csv", "finetune-strong-airnet"),
         100: ("study-results.csv", "finetune-airnet")},
 }
 # Gauthier et al. 2022 (README of github bentherien/parametricScatteringNetworks): mean ± std over splits.
