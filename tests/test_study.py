@@ -157,12 +157,14 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     }
     base, methods = TrainConfig(seed=3), load_methods()
     # longer where the test studies' pool column chose it (2026-12-05): L2-SP 400 epochs at 10 a class,
-    # fine-tuning 160 at 50 (benchmarks/RESULTS.md, rules fixed before the runs)
+    # fine-tuning 160 at 50; L2-SP at 50 a class with λ 1e-2 (tag bank50-prior-all, l2sp1e-2-all-autoaug-50)
+    # (benchmarks/RESULTS.md, rules fixed before the runs)
     longer = {("l2sp-strong-airnet", 10): 400, ("finetune-strong-airnet", 50): 160}
+    weight = {("l2sp-strong-airnet", 50): ["prior.weight=0.01"]}
     for name, candidate in pool.items():
         for size in (10, 50):
             epochs = longer.get((name, size), base.epochs if size == 10 else 80)  # the candidates' own
-            chosen = Method(name, (*candidate.split(), f"epochs={epochs}"))
+            chosen = Method(name, (*candidate.split(), *weight.get((name, size), []), f"epochs={epochs}"))
             tuned = cell_config(base, Cell(methods[name], size, 2))
             assert tuned == cell_config(base, Cell(chosen, size, 2)) and tuned.epochs == epochs, (name, size)
         assert baseline_of(name, [*methods, name]) == "none-strong-airnet"
