@@ -30,7 +30,7 @@ ROWS = {
         50: ("study-strong320-50-results.csv", "none-strong-airnet"),
         100: ("study-strong160-100-results.csv", "none-strong-airnet")},
     "the bank's best, chosen on the pool": {
-        10: ("study-l2sp400-10-results.csv", "l2sp-strong-airnet"),
+        10: ("study-l2sp800-10-results.csv", "l2sp-strong-airnet"),
         50: ("study-l2sp-50-results.csv", "l2sp-strong-airnet"),
         100: ("study-l2sp-100-results.csv", "l2sp-strong-airnet")},
 }
