@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import statistics
 import time
@@ -26,6 +27,7 @@ from filterprior.config import apply_overrides, load_config, packaged_config
 from filterprior.train import train
 
 RESULTS = Path(__file__).parent / "results" / "tuning.csv"
+COLUMNS = ["date", "tag", "candidate", "overrides", "split_seed", "val_acc", "wall_time_s"]
 
 
 def parse_candidate(text: str) -> tuple[str, list[str]]:
@@ -47,13 +49,10 @@ def main() -> None:
     base = load_config(args.base)
     seeds = [int(s) for s in args.split_seeds.split(",")]
     results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not results.exists()
-    done = {} if new_file or args.redo else recorded(results)
+    create_with_header(results)
+    done = {} if args.redo else recorded(results)
     with results.open("a", newline="") as handle:
         writer = csv.writer(handle)
-        if new_file:
-            writer.writerow(["date", "tag", "candidate", "overrides", "split_seed", "val_acc", "wall_time_s"])
         for text in args.candidate:
             name, overrides = parse_candidate(text)
             accs = []
@@ -75,6 +74,25 @@ def main() -> None:
             spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
             print(f"{name:<28} val {100 * statistics.mean(accs):5.2f} ± {100 * spread:4.2f}  "
                   f"({len(accs)} splits, {metrics['wall_time_s']:.0f} s/run)  {' '.join(overrides)}", flush=True)
+
+
+def create_with_header(results: Path) -> None:
+    """Create the results file holding only the header row, unless it exists. Several sweeps may start at
+    once on one new file (the GPU script runs nine): the header is written to a file of its own and
+    hard-linked into place, which fails if the file is there, so exactly one header is written and no
+    sweep ever reads or appends to a file without one."""
+    if results.exists():
+        return
+    results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = results.with_name(f".{results.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", newline="") as handle:
+            csv.writer(handle).writerow(COLUMNS)
+        os.link(tmp, results)
+    except FileExistsError:
+        pass  # another sweep created it first
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def recorded(results: Path) -> dict[tuple[str, str, str, str], dict[str, float]]:

@@ -8,6 +8,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,28 @@ def test_a_tuning_sweep_run_again_trains_only_what_it_has_not_recorded(tmp_path)
     assert "a split 0: recorded" in printed and "b split 0: recorded" not in printed
     sweep("a:", redo=True)  # asked for: trained again, one more row (the run resumes its finished checkpoint)
     assert len(results.read_text().splitlines()) == 4
+
+
+def test_sweeps_starting_at_once_on_a_new_results_file_write_one_header(tmp_path):
+    # The GPU script starts nine sweeps on one new CSV: each must find a header, and only one be written.
+    create = runpy.run_path(str(BENCHMARKS / "tune_small_data.py"))["create_with_header"]
+    results = tmp_path / "new" / "tuning.csv"
+    start = threading.Barrier(8)
+
+    def race() -> None:
+        start.wait()
+        create(results)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.read_text().splitlines() == ["date,tag,candidate,overrides,split_seed,val_acc,wall_time_s"]
+    assert [p.name for p in results.parent.iterdir()] == ["tuning.csv"]  # no temporary file left
+    results.write_text(results.read_text() + "a row\n")
+    create(results)  # an existing file is left as it is
+    assert results.read_text().splitlines()[1] == "a row"
 
 
 @pytest.mark.slow

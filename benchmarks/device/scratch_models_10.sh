@@ -3,7 +3,8 @@
 # benchmarks/device/prepare.sh here. Issue 11's model sweep for the from-scratch row at 10 a class, on the
 # validation pool only (tune_small_data.py: the test set is never evaluated): airnet, the control, rerun
 # there because a GPU's kernels give other figures than this CPU's, against wrn-16-4 and wrn-16-8, each with
-# the strong recipe (AutoAugment, flip TTA, 800 epochs, as none-strong-airnet), splits 0-2, all nine runs
+# the strong recipe (AutoAugment, flip TTA, 800 epochs: none-strong-airnet trains 1600 at 10 a class since
+# session 16, so the airnet row run here is the control), splits 0-2, all nine runs
 # side by side on the one GPU. Each run stops at the deadline; finished rows come back in
 # $OUT/tuning-<candidate>.csv (append them to benchmarks/results/tuning.csv here), with machine.txt and log.txt.
 #   EPOCHS, SPLITS, DEADLINE_S and EXTRA (more key=value overrides) change the defaults, for a dry run on a CPU.
@@ -27,10 +28,8 @@ cat "$OUT/machine.txt"
 # Decode the archive once before nine processes want it at the same time.
 $PY -c "from filterprior.data import load_data; load_data('cifar10', download=False)" >> "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
 recipe="tta=flip,data.policy=autoaugment,epochs=$EPOCHS${EXTRA:+,$EXTRA}"
-header="date,tag,candidate,overrides,split_seed,val_acc,wall_time_s"
 for model in airnet wrn-16-4 wrn-16-8; do
     csv="$OUT/tuning-$model.csv"
-    [ -f "$csv" ] || echo "$header" > "$csv"   # written once here, so nine processes only append rows
     for split in $SPLITS; do
         timeout "$DEADLINE_S" $PY benchmarks/tune_small_data.py --threads 1 --runs runs/device-tuning \
             --tag scratch10-models-gpu --results "$csv" --split-seeds "$split" \
