@@ -365,3 +365,33 @@ def test_bank_show_writes_its_picture_to_the_current_directory(tmp_path, capsys,
     assert f"picture of sample kernels: {tmp_path / bundled.with_suffix('.png').name}" in capsys.readouterr().out
     assert (tmp_path / bundled.with_suffix(".png").name).is_file()
     assert not bundled.with_suffix(".png").exists()  # nothing written inside the installed package
+
+
+def test_a_bundled_bank_is_named_by_its_name_from_any_directory(tmp_path, monkeypatch):
+    from filterprior.banks.bank import bundled_bank_names, resolve_bank
+    from filterprior.banks.locate import init_bank_file, prior_bank_file
+    from filterprior.config import apply_overrides, TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    bundled = default_bank_path("airnet", networks=True)
+    assert "airnet-cifar100-networks" in bundled_bank_names() and "filternet-s2-cifar100" in bundled_bank_names()
+    assert resolve_bank("airnet-cifar100-networks") == bundled
+    assert resolve_bank("airnet-cifar100-networks.safetensors") == bundled
+    cfg = apply_overrides(TrainConfig(), ["model.name=filternet-s2", "init.from_bank=true", "init.mode=network",
+                                          "prior.name=l2-sp", "prior.bank=airnet-cifar100-networks"])
+    assert prior_bank_file(cfg) == bundled and init_bank_file(cfg) == bundled  # not filternet-s2's own bank
+    # A file of that name here is the user's own bank and wins; a path with folders is never a bundled name.
+    (tmp_path / "airnet-cifar100-networks").write_bytes(b"mine")
+    assert resolve_bank("airnet-cifar100-networks").resolve() == tmp_path / "airnet-cifar100-networks"
+    assert resolve_bank("sub/airnet-cifar100-networks").resolve() == tmp_path / "sub" / "airnet-cifar100-networks"
+    # Neither a file nor a bundled name: the error names the value and lists the bundled banks.
+    with pytest.raises(UserError, match=r"filter bank no-such-bank does not exist.*airnet-cifar100-networks"):
+        load_bank(resolve_bank("no-such-bank"))
+
+
+def test_bank_show_takes_a_bundled_banks_name(tmp_path, capsys, monkeypatch):
+    from filterprior.commands import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["bank", "show", "airnet-cifar100-networks"]) == 0
+    assert "airnet" in capsys.readouterr().out and (tmp_path / "airnet-cifar100-networks.png").is_file()

@@ -182,7 +182,8 @@ def load_bank(path: str | Path) -> FilterBank:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"filter bank {path} does not exist (build one with `filterprior collect`)")
+        raise UserError(f"filter bank {path} does not exist: give a bank file (build one with `filterprior collect`) "
+                        f"or the name of a bundled bank ({', '.join(bundled_bank_names())})")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -217,7 +218,8 @@ def bank_content_hash(path: str | Path) -> str:
     """The content hash of the bank at `path` (loaded and checked once per file version)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"filter bank {path} does not exist (build one with `filterprior collect`)")
+        raise UserError(f"filter bank {path} does not exist: give a bank file (build one with `filterprior collect`) "
+                        f"or the name of a bundled bank ({', '.join(bundled_bank_names())})")
     stat = path.stat()
     return _content_hash(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
@@ -225,6 +227,22 @@ def bank_content_hash(path: str | Path) -> str:
 @functools.lru_cache(maxsize=16)
 def _content_hash(path: str, mtime_ns: int, size: int) -> str:
     return load_bank(path).metadata["content_hash"]
+
+
+def bundled_bank_names() -> list[str]:
+    """The banks that ship with the package, by the name `prior.bank` / `init.bank` accept for them."""
+    return sorted(path.stem for path in BANKS_DIR.glob("*.safetensors"))
+
+
+def resolve_bank(value: str | Path) -> Path:
+    """A `prior.bank` / `init.bank` value as a file: an existing path as it is, else the bundled bank of that
+    name (`airnet-cifar100-networks`), so a recipe can name a bundled bank from any working directory. A value
+    that is neither comes back unchanged, and load_bank says what exists."""
+    path = Path(value)
+    if path.is_file() or path.name != str(value):  # a file, or a path with folders: never a bundled name
+        return path
+    bundled = BANKS_DIR / f"{path.stem if path.suffix == '.safetensors' else value}.safetensors"
+    return bundled if bundled.is_file() else path
 
 
 def default_bank_path(model_name: str | None, networks: bool = False) -> Path | None:

@@ -1,12 +1,13 @@
 """Which filter bank a run reads: the prior's (`prior.bank`) and the initialisation's (`init.bank`, else
-the prior's), else the one bundled for the model. Callers pass the model's registry name: a model
+the prior's), else the one bundled for the model. A bank is named by its file or, for a bundled one, by its
+name (`prior.bank=airnet-cifar100-networks`). Callers pass the model's registry name: a model
 carries none."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from filterprior.banks.bank import FilterBank, default_bank_path, load_bank
+from filterprior.banks.bank import FilterBank, default_bank_path, load_bank, resolve_bank
 from filterprior.config import PriorConfig, TrainConfig
 from filterprior.errors import UserError
 
@@ -15,7 +16,7 @@ def bank_file(cfg: PriorConfig, model_name: str | None, networks: bool = False) 
     """`prior.bank`, else the bank bundled for the model (None if none is): its bank of whole networks
     with `networks`, else its first-layer bank."""
     if cfg.bank:
-        return Path(cfg.bank)
+        return resolve_bank(cfg.bank)
     return default_bank_path(model_name, networks=networks)
 
 
@@ -29,7 +30,7 @@ def init_bank_file(cfg: TrainConfig) -> Path | None:
     """The bank init.from_bank reads: `init.bank`, else `prior.bank`, else the bundled one
     (whole networks for init.mode=network, the first-layer bank for sample)."""
     if cfg.init.bank:
-        return Path(cfg.init.bank)
+        return resolve_bank(cfg.init.bank)
     return bank_file(cfg.prior, cfg.model.name, networks=cfg.init.mode == "network")
 
 

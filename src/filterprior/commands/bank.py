@@ -12,16 +12,18 @@ def add_parser(sub) -> None:
     show = bank_sub.add_parser("show", help="summary (sources, their accuracy, recipe, layers) and a picture of "
                                "sample kernels")
     show.add_argument("bank", help="bank file (.safetensors; its metadata is stored inside it and repeated in the "
-                      ".json sidecar beside it, which show checks against it)")
+                      ".json sidecar beside it, which show checks against it), or a bundled bank's name "
+                      "(airnet-cifar100-networks)")
     show.add_argument("--picture", help="where to write the picture (default: the bank's name with .png, in the current directory)")
     show.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from filterprior.banks.bank import show_bank
+    from filterprior.banks.bank import resolve_bank, show_bank
 
+    bank = resolve_bank(args.bank)
     # Default: the current directory, never beside the bank (the bundled ones live inside the package).
-    picture = Path(args.picture) if args.picture else Path(Path(args.bank).with_suffix(".png").name)
-    print(show_bank(args.bank, picture))
+    picture = Path(args.picture) if args.picture else Path(bank.with_suffix(".png").name)
+    print(show_bank(bank, picture))
     print(f"picture of sample kernels: {picture.resolve()}")
     return 0

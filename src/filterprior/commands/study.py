@@ -208,9 +208,10 @@ def _draw_bank(base: TrainConfig, out_dir) -> None:
     """bank.png beside results.csv, so the report shows the bank's filters next to the runs'."""
     from pathlib import Path
 
-    from filterprior.banks.bank import default_bank_path, show_bank
+    from filterprior.banks.bank import show_bank
+    from filterprior.banks.locate import bank_file
 
-    bank = Path(base.prior.bank) if base.prior.bank else default_bank_path(base.model.name)
+    bank = bank_file(base.prior, base.model.name)
     picture = Path(out_dir) / "bank.png"
     if bank is not None and bank.is_file() and not picture.exists():
         show_bank(bank, picture)

@@ -93,7 +93,7 @@ class PriorConfig:
     weight: float = 1.0  # lambda: the prior's loss is multiplied by this
     warmup_epochs: float = 0.0  # lambda ramps linearly from 0 over this many epochs
     layers: list[str] = field(default_factory=list)  # conv layer names; empty: the first conv layer; [all]: every one
-    bank: str | None = None  # filter bank file; None: the bundled bank for the model
+    bank: str | None = None  # filter bank file or a bundled bank's name; None: the bundled bank for the model
     view: str = "slice"  # slice: 2-D (out*in, kh, kw) kernels | filter: whole (out, in, kh, kw) filters
     normalize: str = "unit"  # unit: zero-mean, unit-norm per kernel | none: raw kernels
     kernels_per_step: int = 128  # real and fake kernels per step
@@ -112,7 +112,7 @@ class InitConfig:
     mode: str = "sample"
     layers: list[str] = field(default_factory=list)  # empty: prior.layers (network mode: every bank layer)
     freeze: str = "none"  # none | first | all: keep the first / every bank-initialised conv layer as it is
-    bank: str | None = None  # filter bank file; None: prior.bank, else the bundled bank for the model
+    bank: str | None = None  # filter bank file or bundled name; None: prior.bank, else the bundled bank for the model
 
 
 @dataclass
