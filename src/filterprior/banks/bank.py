@@ -182,8 +182,7 @@ def load_bank(path: str | Path) -> FilterBank:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"filter bank {path} does not exist: give a bank file (build one with `filterprior collect`) "
-                        f"or the name of a bundled bank ({', '.join(bundled_bank_names())})")
+        raise no_such_bank(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -218,8 +217,7 @@ def bank_content_hash(path: str | Path) -> str:
     """The content hash of the bank at `path` (loaded and checked once per file version)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"filter bank {path} does not exist: give a bank file (build one with `filterprior collect`) "
-                        f"or the name of a bundled bank ({', '.join(bundled_bank_names())})")
+        raise no_such_bank(path)
     stat = path.stat()
     return _content_hash(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
@@ -227,6 +225,11 @@ def bank_content_hash(path: str | Path) -> str:
 @functools.lru_cache(maxsize=16)
 def _content_hash(path: str, mtime_ns: int, size: int) -> str:
     return load_bank(path).metadata["content_hash"]
+
+
+def no_such_bank(path: Path) -> UserError:
+    return UserError(f"filter bank {path} does not exist: give a bank file (build one with `filterprior collect`) "
+                     f"or the name of a bundled bank ({', '.join(bundled_bank_names())})")
 
 
 def bundled_bank_names() -> list[str]:
