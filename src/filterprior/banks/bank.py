@@ -244,8 +244,13 @@ def resolve_bank(value: str | Path) -> Path:
     path = Path(value)
     if path.is_file() or path.name != str(value):  # a file, or a path with folders: never a bundled name
         return path
-    bundled = BANKS_DIR / f"{path.stem if path.suffix == '.safetensors' else value}.safetensors"
-    return bundled if bundled.is_file() else path
+    return bundled_bank(path.stem if path.suffix == ".safetensors" else str(value)) or path
+
+
+def bundled_bank(name: str) -> Path | None:
+    """The bundled bank `<name>.safetensors` in the package's bank folder, or None if none ships by that name."""
+    path = BANKS_DIR / f"{name}.safetensors"
+    return path if path.is_file() else None
 
 
 def default_bank_path(model_name: str | None, networks: bool = False) -> Path | None:
@@ -254,8 +259,7 @@ def default_bank_path(model_name: str | None, networks: bool = False) -> Path | 
     float16, for init_mode=network)."""
     if not model_name:
         return None
-    path = BANKS_DIR / f"{model_name}-cifar100{'-networks' if networks else ''}.safetensors"
-    return path if path.is_file() else None
+    return bundled_bank(f"{model_name}-cifar100{'-networks' if networks else ''}")
 
 
 # ------------------------------------------------------------------------------------ showing
