@@ -50,3 +50,51 @@ def test_study_checks_data_model_and_sizes_once_before_the_grid(tmp_path, capsys
     assert code == 2 and err.startswith("error: cannot start the study: ") and message in err, err
     assert len(err.strip().splitlines()) == 1 and "cell(s) failed" not in err
     assert not out.exists()  # no cell ran, nothing written
+
+
+class _Interrupted(Exception):
+    """Stands for a study killed mid-cell (the checkpoint of its first epoch is on disk)."""
+
+
+def _train_logging_resume(log, cfg, run_dir, resume=False, quiet=False, stop_after=None):
+    """The real engine, logging how each cell started; with `stop_after` it stops after that many epochs."""
+    from filterprior.train.engine import train
+
+    with open(log, "a") as f:
+        f.write(f"{'resume' if resume else 'fresh'}\n")
+
+    def stop(epoch, _model):
+        if stop_after is not None and epoch >= stop_after:
+            raise _Interrupted(f"stopped after epoch {epoch}")
+
+    return train(cfg, run_dir, resume=resume, quiet=quiet, on_epoch_end=stop)
+
+
+@pytest.mark.slow
+def test_an_interrupted_cell_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path):
+    from functools import partial
+
+    from filterprior.study import StudyFailed
+
+    base = apply_overrides(TrainConfig(), ["data.dataset=mini", "epochs=3", "model.name=mynet-small", "device=cpu",
+                                           "batch_size=16", "filter_pictures=false", "data.cutmix=1.0"])
+    study = partial(run_study, base, sizes=[5], methods=["none"], split_seeds=[0], workers=1, progress=False)
+    log = tmp_path / "calls.log"
+    whole = read_results_csv(study(tmp_path / "whole"))[0]
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(StudyFailed, match="stopped after epoch 2"):
+        study(out, train_fn=partial(_train_logging_resume, log, stop_after=2))
+    assert not (out / "none/n5/split0/metrics.json").exists()
+    resumed = read_results_csv(study(out, train_fn=partial(_train_logging_resume, log)))[0]
+    assert log.read_text().split() == ["fresh", "resume"]
+    assert not (out / "none/n5/split0/error.txt").exists()  # the failure it recorded was retried
+    assert resumed.test_acc == whole.test_acc and resumed.val_acc == whole.val_acc
+
+    # a damaged checkpoint is never resumed: the cell is redone from an empty directory
+    cell = out / "none/n5/split0"
+    (cell / "metrics.json").unlink()
+    (cell / "checkpoint.pt").write_bytes(b"damaged")
+    redone = read_results_csv(study(out, train_fn=partial(_train_logging_resume, log)))[0]
+    assert log.read_text().split() == ["fresh", "resume", "fresh"]
+    assert redone.test_acc == whole.test_acc

@@ -1,5 +1,6 @@
-"""One cell of a study, as a worker process runs it: under the cell's lock, from an empty directory,
-and with a failure message that is true about where its traceback is."""
+"""One cell of a study, as a worker process runs it: under the cell's lock, from its own checkpoint when an
+earlier run of the same config was interrupted (else from an empty directory), and with a failure message
+that is true about where its traceback is."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from pathlib import Path
 from typing import Callable
 
 from filterprior.config import TrainConfig
+from filterprior.data.pipeline import with_absolute_data_paths
+from filterprior.errors import UserError
 from filterprior.study.changes import read_record
 from filterprior.study.grid import same_cell
 from filterprior.study.locks import CELL_LOCK_FILE, cell_lock
 from filterprior.results import CELL_FILE, METRICS_FILE
 from filterprior.study.workers import pin_device
+from filterprior.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from filterprior.train.resume import resume_changes
 from filterprior.utils import atomic_write_text
 
 TrainFn = Callable[..., dict]  # train(cfg, run_dir, resume=False, quiet=False) -> metrics dict
@@ -51,7 +56,8 @@ TRACEBACK_TAIL_LINES = 6  # in the message itself when error.txt cannot be writt
 def cell_state(run_dir: Path, cfg: TrainConfig) -> str:
     """FINISHED (metrics.json and a cell.json of this config: grid.same_cell, so a cell recorded with the
     legacy hash counts), CHANGED (metrics.json, but cell.json missing, unreadable or of another config)
-    or UNFINISHED (no metrics.json: never run, interrupted or failed; redoing it loses nothing)."""
+    or UNFINISHED (no metrics.json: never run, interrupted or failed; run_job resumes it from its checkpoint
+    when that is of this config, else redoes it from an empty directory)."""
     if not (run_dir / METRICS_FILE).is_file():
         return UNFINISHED
     record = read_record(run_dir / CELL_FILE)
@@ -59,7 +65,9 @@ def cell_state(run_dir: Path, cfg: TrainConfig) -> str:
 
 
 def run_job(job: Job) -> Outcome:
-    """Train one cell from an empty directory, holding its lock."""
+    """Train one cell, holding its lock: resumed from its checkpoint when an interrupted run of this config
+    left one (the engine seeds each epoch from (seed, epoch), so the result is the one a fresh run gives),
+    else from an empty directory."""
     lock = cell_lock(job.run_dir)
     try:
         if not lock.acquire():
@@ -73,13 +81,18 @@ def run_job(job: Job) -> Outcome:
         if state == CHANGED and not job.replace:
             return Outcome("failed", f"{job.run_dir} was finished meanwhile by another process with another "
                                       "config; it is left as it is (rerun with --overwrite to replace it)")
-        _clear(job.run_dir)  # clean redo: no files from an interrupted or replaced run survive
+        resume = state == UNFINISHED and resumable(job.run_dir, job.cfg)
+        if resume:
+            (job.run_dir / ERROR_FILE).unlink(missing_ok=True)  # the failure it recorded is being retried
+        else:
+            _clear(job.run_dir)  # clean redo: no files from an interrupted or replaced run survive
+        # written anew either way: its time says the cell started in this study process (the heartbeat)
         atomic_write_text(job.run_dir / CELL_FILE, json.dumps(job.cell_record, indent=2) + "\n")
         train_fn = job.train_fn
         if train_fn is None:
             from filterprior.train.engine import train as train_fn
         cfg = dataclasses.replace(job.cfg, device=pin_device(job.cfg.device))
-        train_fn(cfg, job.run_dir, resume=False, quiet=True)
+        train_fn(cfg, job.run_dir, resume=resume, quiet=True)
         if not (job.run_dir / METRICS_FILE).is_file():
             raise RuntimeError(f"training returned without writing {job.run_dir / METRICS_FILE}")
         return Outcome("done")
@@ -87,6 +100,20 @@ def run_job(job: Job) -> Outcome:
         return Outcome("failed", _record_failure(job.run_dir, exc))
     finally:
         lock.release()
+
+
+def resumable(run_dir: Path, cfg: TrainConfig) -> bool:
+    """True when an unfinished cell holds a readable checkpoint under a cell.json of `cfg`, and the engine
+    would resume it with `cfg` (threads and device may differ: train.resume.RESUME_MAY_CHANGE). Anything
+    else (no checkpoint, a damaged one, one of another config) is redone from scratch."""
+    record = read_record(run_dir / CELL_FILE)
+    if record is None or not same_cell(record.get("config_hash"), cfg) or not (run_dir / CHECKPOINT_FILE).is_file():
+        return False
+    try:
+        resume_changes(run_dir, with_absolute_data_paths(cfg), load_checkpoint(run_dir / CHECKPOINT_FILE))
+    except UserError:  # damaged, not a checkpoint, or of another config
+        return False
+    return True
 
 
 def _clear(run_dir: Path) -> None:

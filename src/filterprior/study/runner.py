@@ -2,7 +2,8 @@
 
 A cell is finished when its run directory holds metrics.json (the engine writes it last) and a
 cell.json whose config hash matches the cell's current config. An interrupted cell (no metrics.json)
-is redone from an empty directory. A finished cell whose config changed is never deleted unasked: the
+goes on from its last checkpoint when that is of its current config (cell_job.resumable), else it is
+redone from an empty directory. A finished cell whose config changed is never deleted unasked: the
 study refuses before it writes anything (changes.CellsChanged) unless run with overwrite=True.
 
 Each cell is trained under a lock (locks.py), so two study processes never train one cell at once; a
@@ -35,7 +36,7 @@ from filterprior.study.grid import (
     recipe_hash,
     shard_cells,
 )
-from filterprior.study.cell_job import CHANGED, FINISHED, Job, TrainFn, cell_state
+from filterprior.study.cell_job import CHANGED, FINISHED, UNFINISHED, Job, TrainFn, cell_state, resumable
 from filterprior.study.changes import CellsChanged, changed_cell
 from filterprior.study.locks import locked_elsewhere, tables_lock
 from filterprior.study.execution import default_workers, run_in_pool, run_serially, threads_per_worker
@@ -167,10 +168,12 @@ def run_study(
     devices = worker_devices(workers, gpus) if workers > 1 else []
     shard_note = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
     replaced = sum(states[cell] == CHANGED for cell in todo)
+    resuming = sum(states[cell] == UNFINISHED and resumable(out_dir / cell.rel_dir, configs[cell]) for cell in todo)
     log(
         f"study {out_dir}{shard_note}: {len(mine)} cells, {sum(states[c] == FINISHED for c in mine)} already "
         f"finished, {len(jobs)} to run with {workers} worker(s) x {threads} thread(s)"
         + (f" on {', '.join(sorted(set(d for d in devices if d)))}" if any(devices) else "")
+        + (f"; {resuming} interrupted cell(s) go on from their checkpoints" if resuming else "")
         + (f"; {replaced} finished cell(s) of another config replaced (--overwrite)" if replaced else "")
     )
     if busy:

@@ -16,6 +16,8 @@ from filterprior.errors import UserError
 from filterprior.models.introspect import unwrap
 from filterprior.utils import atomic_path, atomic_write_text, read_json
 
+CHECKPOINT_FILE = "checkpoint.pt"  # in a run directory: the last epoch's state, what --resume continues from
+
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, keep_previous: bool = False) -> None:
     """Write atomically; with `keep_previous` the checkpoint it replaces stays as previous_path(path)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from filterprior.config import TrainConfig, config_from_dict, config_to_dict, load_config, same_config, save_config
 from filterprior.data.pipeline import with_absolute_data_paths
 from filterprior.errors import UserError
+from filterprior.train.checkpoint import CHECKPOINT_FILE
 from filterprior.train.optim import lr_factor
 from filterprior.train.setup import Trainee
 
@@ -34,7 +35,7 @@ def resume_changes(run_dir: Path, cfg: TrainConfig, state: dict[str, Any]) -> di
     """{key: (was, now)} for each key `cfg` changes against the config the checkpoint was written with (its
     own copy; config.yaml for checkpoints older than that); a change outside RESUME_MAY_CHANGE, or a
     checkpoint that matches neither, is refused."""
-    checkpoint_path, saved_file = run_dir / "checkpoint.pt", run_dir / "config.yaml"
+    checkpoint_path, saved_file = run_dir / CHECKPOINT_FILE, run_dir / "config.yaml"
     if isinstance(state.get("config"), dict):
         saved = config_from_dict(state["config"])
     elif saved_file.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from filterprior.config import TrainConfig, apply_overrides
+from filterprior.train.checkpoint import CHECKPOINT_FILE
 from filterprior.train.engine import train
 
 
@@ -20,5 +21,5 @@ def train_sources(base: TrainConfig, num_sources: int, work: Path, quiet: bool =
         cfg = apply_overrides(base, [f"seed={seed}"])
         print(f"source {seed + 1}/{num_sources}: training {cfg.model.name} on {cfg.data.dataset} in {run_dir}")
         # Resume only what an interrupted collect left; a fresh source starts without a 'no checkpoint' note.
-        train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), quiet=quiet)
+        train(cfg, run_dir, resume=(run_dir / CHECKPOINT_FILE).exists(), quiet=quiet)
     return runs
