@@ -91,10 +91,18 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_to_the_uninterrupted_re
     assert not (out / "none/n5/split0/error.txt").exists()  # the failure it recorded was retried
     assert resumed.test_acc == whole.test_acc and resumed.val_acc == whole.val_acc
 
+    # interrupted after its last epoch's checkpoint, before the test: the resume only tests
+    last = tmp_path / "last"
+    with pytest.raises(StudyFailed, match="stopped after epoch 3"):
+        study(last, train_fn=partial(_train_logging_resume, log, stop_after=3))
+    tested = read_results_csv(study(last, train_fn=partial(_train_logging_resume, log)))[0]
+    assert log.read_text().split() == ["fresh", "resume", "fresh", "resume"]
+    assert tested.test_acc == whole.test_acc
+
     # a damaged checkpoint is never resumed: the cell is redone from an empty directory
     cell = out / "none/n5/split0"
     (cell / "metrics.json").unlink()
     (cell / "checkpoint.pt").write_bytes(b"damaged")
     redone = read_results_csv(study(out, train_fn=partial(_train_logging_resume, log)))[0]
-    assert log.read_text().split() == ["fresh", "resume", "fresh"]
+    assert log.read_text().split() == ["fresh", "resume", "fresh", "resume", "fresh"]
     assert redone.test_acc == whole.test_acc
