@@ -18,7 +18,12 @@ DEFAULT_RECIPE = "small-data.yaml"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("study", help="grid of runs: images per class x methods x split seeds", intermixed=True)
+    p = sub.add_parser(
+        "study", help="grid of runs: images per class x methods x split seeds", intermixed=True,
+        description="A grid of runs (images per class x methods x split seeds) in --out, with results.csv, "
+                    "summary.md and accuracy.png. Run the same command again to resume: finished cells are kept, "
+                    "an interrupted cell goes on from its last checkpoint, and a finished cell of another config "
+                    "is only replaced with --overwrite.")
     add_study_arguments(p)
     p.set_defaults(func=run)
 
