@@ -4,6 +4,7 @@ sizes and bank that stop a study before its first cell."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -86,7 +87,11 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_to_the_uninterrupted_re
     with pytest.raises(StudyFailed, match="stopped after epoch 2"):
         study(out, train_fn=partial(_train_logging_resume, log, stop_after=2))
     assert not (out / "none/n5/split0/metrics.json").exists()
+    written = (out / "none/n5/split0/cell.json").stat().st_mtime_ns
+    time.sleep(0.01)
     resumed = read_results_csv(study(out, train_fn=partial(_train_logging_resume, log)))[0]
+    # cell.json is written anew on a resume too: the heartbeat counts a cell as started in this study by its time
+    assert (out / "none/n5/split0/cell.json").stat().st_mtime_ns > written
     assert log.read_text().split() == ["fresh", "resume"]
     assert not (out / "none/n5/split0/error.txt").exists()  # the failure it recorded was retried
     assert resumed.test_acc == whole.test_acc and resumed.val_acc == whole.val_acc
