@@ -428,10 +428,10 @@ def test_the_epochs_by_size_note_names_only_the_sizes_where_the_method_sets_epoc
     from filterprior.study.runner import _precedence_notes
 
     late = Method("late", ("prior.name=l2",), ((3, ("epochs=9",)),))  # epochs at 3 a class only
-    notes = _precedence_notes([late], [], {2: 5, 3: 7})
+    notes = _precedence_notes([late], [], [2, 3], {2: 5, 3: 7})
     assert notes == ["note: method late sets epochs in its methods file; --epochs-by-size 3=7 is used instead "
                      "(the command line wins)"]
-    assert _precedence_notes([late], [], {2: 5}) == []  # at 2 a class it never set epochs: nothing to say
+    assert _precedence_notes([late], [], [2], {2: 5}) == []  # at 2 a class it never set epochs: nothing to say
 
 
 def test_the_command_line_note_names_only_the_studys_sizes_where_the_method_sets_the_key():
@@ -439,11 +439,11 @@ def test_the_command_line_note_names_only_the_studys_sizes_where_the_method_sets
     from filterprior.study.runner import _precedence_notes
 
     mixed = Method("mixed", ("epochs=9",), ((3, ("data.cutmix=1.0",)),))  # CutMix at 3 a class only
-    assert _precedence_notes([mixed], ["data.cutmix"], sizes=[2]) == []  # not set at 2: nothing replaced
-    assert _precedence_notes([mixed], ["data.cutmix"], sizes=[2, 3]) == [
+    assert _precedence_notes([mixed], ["data.cutmix"], [2]) == []  # not set at 2: nothing replaced
+    assert _precedence_notes([mixed], ["data.cutmix"], [2, 3]) == [
         "note: method mixed sets data.cutmix at 3 images a class in its methods file; the command line's "
         "data.cutmix is used instead (the command line wins)"]
-    assert _precedence_notes([mixed], ["data.cutmix", "epochs"], sizes=[3]) == [
+    assert _precedence_notes([mixed], ["data.cutmix", "epochs"], [3]) == [
         "note: method mixed sets epochs in its methods file; the command line's epochs is used instead "
         "(the command line wins)",
         "note: method mixed sets data.cutmix in its methods file; the command line's data.cutmix is used instead "

@@ -107,11 +107,11 @@ def resumable(run_dir: Path, cfg: TrainConfig) -> bool:
     would resume it with `cfg` (threads and device may differ: train.resume.RESUME_MAY_CHANGE). Anything
     else (no checkpoint, a damaged one, one of another config) is redone from scratch."""
     record = read_record(run_dir / CELL_FILE)
-    if record is None or not same_cell(record.get("config_hash"), cfg) or not (run_dir / CHECKPOINT_FILE).is_file():
+    if record is None or not same_cell(record.get("config_hash"), cfg):
         return False
     try:
         resume_changes(run_dir, with_absolute_data_paths(cfg), load_checkpoint(run_dir / CHECKPOINT_FILE))
-    except UserError:  # damaged, not a checkpoint, or of another config
+    except UserError:  # missing, damaged, not a checkpoint, or of another config
         return False
     return True
 

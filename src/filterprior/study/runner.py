@@ -161,7 +161,7 @@ def run_study(
     bar = tqdm(total=len(jobs), desc="study", unit="cell", disable=not (progress and sys.stdout.isatty()))
     log = tqdm.write if progress else (lambda _message: None)
     note = tqdm.write  # notes about the input are shown even without progress (--quiet): nothing silently ignored
-    for line in _precedence_notes(chosen, command_line_keys, epochs_by_size, sorted(set(sizes))):
+    for line in _precedence_notes(chosen, command_line_keys, sorted(set(sizes)), epochs_by_size):
         note(line)
     if workers_per_device is not None and gpus == 0:
         note("note: no CUDA GPU is visible, so --workers-per-device changes nothing here")
@@ -250,19 +250,19 @@ def _check_epochs_by_size(epochs_by_size: dict[int, int] | None, sizes: Sequence
 
 
 def _precedence_notes(
-    methods: Sequence, command_line_keys: Sequence[str], epochs_by_size: dict[int, int] | None = None,
-    sizes: Sequence[int] | None = None,
+    methods: Sequence, command_line_keys: Sequence[str], sizes: Sequence[int],
+    epochs_by_size: dict[int, int] | None = None,
 ) -> list[str]:
-    """One note for each method key the command line replaces at the study's `sizes` (every size when None):
-    a key a method sets only at other sizes is not replaced anywhere, so it gets no note."""
+    """One note for each method key the command line replaces at the study's `sizes`: a key a method sets
+    only at other sizes is not replaced anywhere, so it gets no note."""
     notes = []
     for method in methods:
         beaten = method_keys_overridden(method, command_line_keys)
         for key in beaten:
-            at = None if sizes is None else [size for size in sizes if key in method_keys(method, size)]
-            if at == []:
+            at = [size for size in sizes if key in method_keys(method, size)]
+            if not at:
                 continue
-            where = "" if at is None or len(at) == len(sizes) else f" at {', '.join(map(str, at))} images a class"
+            where = "" if len(at) == len(sizes) else f" at {', '.join(map(str, at))} images a class"
             notes.append(f"note: method {method.name} sets {key}{where} in its methods file; the command line's "
                          f"{key} is used instead (the command line wins)")
         if epochs_by_size and "epochs" not in beaten:
