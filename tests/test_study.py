@@ -34,7 +34,7 @@ from filterprior.study import (
 from filterprior.commands.study import add_study_arguments, study_main
 from filterprior.study.grid import Cell, cell_hash
 from filterprior.study import execution, runner
-from filterprior.study.execution import threads_per_worker
+from filterprior.study.execution import cell_progress, threads_per_worker
 from filterprior.results import ResultRow, gain_with_se, mean_std, summarize, write_results_csv
 from filterprior.utils import atomic_write_text
 
@@ -365,6 +365,21 @@ def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, metho
     assert "none n=2 split=0 epoch 1/7" in out and "l2 n=2 split=0 epoch 1/7" in out
     assert "gaussian n=2 split=0 epoch 1/7" in out
     assert "epoch 5/7" not in out  # a queued cell's stale files are not taken for progress
+
+
+@pytest.mark.parametrize("text, epochs, expected", [
+    ("epoch,step,time_s,lr\n1,4,30.0,0.1\n2,8,60.0,0.1\n", 10, "epoch 2/10, ~4 min left"),  # 30 s an epoch, 8 to go
+    ("epoch,step,time_s\n1,4,720\n", 11, "epoch 1/11, ~2 h 00 min left"),
+    ("epoch,step,time_s\n1,4,1.0\n", 2, "epoch 1/2, <1 min left"),
+    ("epoch,step,time_s\n1,4,1.0\n2,8,2.0\n", 2, "epoch 2/2"),  # trained; testing now
+    ("epoch,step,time_s\n1,4,30.0\n2,8", 10, "epoch 2/10"),  # a row still being written: no guess
+    ("epoch,step\n1,4\n", 10, "epoch 1/10"),  # no time column
+    ("epoch,step,time_s\n", 10, "epoch 0/10"),
+])
+def test_heartbeat_gives_a_cells_time_left_from_its_pace(tmp_path, text, epochs, expected):
+    (tmp_path / "metrics.csv").write_text(text)
+    assert cell_progress(tmp_path / "metrics.csv", epochs) == expected
+    assert cell_progress(tmp_path / "missing.csv", epochs) == f"epoch 0/{epochs}"
 
 
 def fail_l2_else_slow(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: bool = False) -> dict:

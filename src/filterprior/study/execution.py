@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from filterprior.results import CELL_FILE
@@ -71,7 +72,7 @@ _NOT_DONE = {"busy": "running elsewhere", "finished": "finished elsewhere", "fai
 
 
 def _heartbeat_line(outcomes: Counter[str], total: int, started: float, training: Sequence[Job]) -> str:
-    where = ", ".join(f"{job.label} epoch {_epochs_done(job)}/{job.cfg.epochs}" for job in training)
+    where = ", ".join(f"{job.label} {cell_progress(job.run_dir / 'metrics.csv', job.cfg.epochs)}" for job in training)
     others = "".join(f", {outcomes[status]} {name}" for status, name in _NOT_DONE.items() if outcomes[status])
     return (f"  ... {outcomes['done']}/{total} done{others}, {time.monotonic() - started:.0f} s elapsed; "
             f"training: {where or 'starting'}")
@@ -123,10 +124,28 @@ def _started_since(job: Job, wall_time: float) -> bool:
         return False
 
 
-def _epochs_done(job: Job) -> int:
-    """Epochs the cell has logged so far (metrics.csv: a header, then one row per epoch)."""
+def cell_progress(metrics_csv: Path, epochs: int) -> str:
+    """'epoch 17/320, ~26 min left' from a cell's metrics.csv (a header, then one row per epoch). The time
+    left is the epochs to go at the mean pace of those done: time_s is the run's training time so far, which
+    a checkpoint carries over a resume. Without a time_s column or a whole last row, the epoch alone."""
     try:
-        with open(job.run_dir / "metrics.csv", "rb") as handle:
-            return max(0, sum(1 for _ in handle) - 1)
+        lines = metrics_csv.read_text().splitlines()
     except OSError:
-        return 0
+        lines = []
+    done = max(0, len(lines) - 1)
+    text = f"epoch {done}/{epochs}"
+    if done == 0:
+        return text
+    row = dict(zip(lines[0].split(","), lines[-1].split(",")))
+    try:
+        seconds = float(row["time_s"]) / int(row["epoch"]) * (epochs - done)
+    except (KeyError, ValueError, ZeroDivisionError):  # no time_s column, or a row still being written
+        return text
+    return f"{text}, {_duration(seconds)} left" if done < epochs else text
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "<1 min"
+    return f"~{minutes} min" if minutes < 90 else f"~{minutes // 60} h {minutes % 60:02d} min"
