@@ -87,3 +87,13 @@ def test_an_evaluating_epoch_callback_leaves_the_run_unchanged(tmp_path):
     watched = train(cfg, tmp_path / "watched", quiet=True, on_epoch_end=test_each_epoch)
     assert [epoch for epoch, _ in seen] == [1, 2, 3]
     assert watched["test_acc"] == plain["test_acc"] == seen[-1][1]
+
+
+def test_each_epoch_line_says_the_time_left(tmp_path, capsys):
+    """The console's line per epoch ends with the time the remaining epochs take at the pace so far; the
+    last epoch's has none."""
+    train(quick_config("epochs=2", "progress=false"), tmp_path / "run")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("epoch ")]
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(" left") and ("min" in lines[0].split("  ")[-1])
+    assert not lines[1].endswith(" left")

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 from filterprior.results import CELL_FILE
 from filterprior.study.cell_job import Job, Outcome, run_job
+from filterprior.train.run_log import time_left
 from filterprior.study.workers import init_worker
 
 
@@ -138,14 +139,7 @@ def cell_progress(metrics_csv: Path, epochs: int) -> str:
         return text
     row = dict(zip(lines[0].split(","), lines[-1].split(",")))
     try:
-        seconds = float(row["time_s"]) / int(row["epoch"]) * (epochs - done)
-    except (KeyError, ValueError, ZeroDivisionError):  # no time_s column, or a row still being written
+        left = time_left(float(row["time_s"]), int(row["epoch"]), epochs)
+    except (KeyError, ValueError):  # no time_s column (a file of another program), or a damaged row
         return text
-    return f"{text}, {_duration(seconds)} left" if done < epochs else text
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if minutes < 1:
-        return "<1 min"
-    return f"~{minutes} min" if minutes < 90 else f"~{minutes // 60} h {minutes % 60:02d} min"
+    return f"{text}, {left} left" if done < epochs else text

@@ -32,7 +32,17 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
     parts.extend(f"{k} {v:.3g}" for k, v in list(prior.items())[:4])
     parts.append(f"lr {row['lr']:.3g}")
     parts.append(f"{row['time_s']:.0f}s")
+    if row["epoch"] < epochs:
+        parts.append(f"{time_left(row['time_s'], row['epoch'], epochs)} left")
     return "  ".join(parts)
+
+
+def time_left(seconds: float, epoch: int, epochs: int) -> str:
+    """The time the epochs after `epoch` take at the mean pace of the first `epoch` ('~26 min')."""
+    minutes = round(seconds / max(1, epoch) * (epochs - epoch) / 60)
+    if minutes < 1:
+        return "<1 min"
+    return f"~{minutes} min" if minutes < 90 else f"~{minutes // 60} h {minutes % 60:02d} min"
 
 
 class TensorBoardLog:
