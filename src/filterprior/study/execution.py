@@ -15,8 +15,8 @@ from typing import Callable, Iterator, Sequence
 
 from filterprior.results import CELL_FILE
 from filterprior.study.cell_job import Job, Outcome, run_job
-from filterprior.train.run_log import time_left
 from filterprior.study.workers import init_worker
+from filterprior.train.run_log import time_left
 
 
 def available_cpus() -> int:
@@ -73,7 +73,8 @@ _NOT_DONE = {"busy": "running elsewhere", "finished": "finished elsewhere", "fai
 
 
 def _heartbeat_line(outcomes: Counter[str], total: int, started: float, training: Sequence[Job]) -> str:
-    where = ", ".join(f"{job.label} {cell_progress(job.run_dir / 'metrics.csv', job.cfg.epochs)}" for job in training)
+    where = ", ".join(f"{job.label} {cell_progress(job.run_dir / 'metrics.csv', job.cfg.epochs)}"
+                      for job in training)
     others = "".join(f", {outcomes[status]} {name}" for status, name in _NOT_DONE.items() if outcomes[status])
     return (f"  ... {outcomes['done']}/{total} done{others}, {time.monotonic() - started:.0f} s elapsed; "
             f"training: {where or 'starting'}")
