@@ -28,7 +28,7 @@ ROWS = {
     "airnet from scratch, tuned on the pool (none-strong-airnet)": {
         10: ("study-cutmix1600-10-results.csv", "none-strong-airnet"),
         50: ("study-cutmix320-50-results.csv", "none-strong-airnet"),
-        100: ("study-strong160-100-results.csv", "none-strong-airnet")},
+        100: ("study-cutmix320-100-results.csv", "none-strong-airnet")},
     "the bank's best, chosen on the pool": {
         10: ("study-l2sp800-10-results.csv", "l2sp-strong-airnet"),
         50: ("study-l2sp-50-results.csv", "l2sp-strong-airnet"),
