@@ -372,7 +372,7 @@ def test_worker_heartbeat_says_which_cells_train_and_their_epoch(tmp_path, metho
     ("epoch,step,time_s\n1,4,720\n", 11, "epoch 1/11, ~2 h 00 min left"),
     ("epoch,step,time_s\n1,4,1.0\n", 2, "epoch 1/2, <1 min left"),
     ("epoch,step,time_s\n1,4,1.0\n2,8,2.0\n", 2, "epoch 2/2"),  # trained; testing now
-    ("epoch,step,time_s\n1,4,30.0\n2,8", 10, "epoch 2/10"),  # a row still being written: no guess
+    ("epoch,step,time_s\n1,4,30.0\n2,8", 10, "epoch 2/10"),  # a damaged last row: no guess
     ("epoch,step\n1,4\n", 10, "epoch 1/10"),  # no time column
     ("epoch,step,time_s\n", 10, "epoch 0/10"),
 ])
