@@ -174,9 +174,10 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     # scratch100-strong: airnet-autoaug-e800 and -e320 in tuning.csv; at 100 a class 160 epochs and at 10 a
     # class 1600, the pool figures read off the test study's val_acc, benchmarks/RESULTS.md; at 10 a class
     # and 50 CutMix too, tags scratch10-cutmix1600 and scratch50-cutmix320; at 100 a class 320 epochs with
-    # CutMix, tag scratch100-e320-cutmix; the study sets the size itself)
+    # CutMix, tag scratch100-e320-cutmix; at 50 a class 640 epochs with CutMix, tag scratch50-e640-cutmix; the
+    # study sets the size itself)
     cutmix = " data.cutmix=1.0 data.mix_prob=0.5"
-    for size, epochs, mixing in ((10, 1600, cutmix), (50, 320, cutmix), (100, 320, cutmix)):
+    for size, epochs, mixing in ((10, 1600, cutmix), (50, 640, cutmix), (100, 320, cutmix)):
         recipe = f"model.name=airnet tta=flip data.policy=autoaugment epochs={epochs}{mixing}"
         candidate = Method("x", tuple(recipe.split()))
         tuned = cell_config(base, Cell(methods["none-strong-airnet"], size, 2))
