@@ -27,7 +27,7 @@ ROWS = {
         100: ("study-results.csv", "none-airnet")},
     "airnet from scratch, tuned on the pool (none-strong-airnet)": {
         10: ("study-cutmix1600-10-results.csv", "none-strong-airnet"),
-        50: ("study-cutmix320-50-results.csv", "none-strong-airnet"),
+        50: ("study-e640-50-results.csv", "none-strong-airnet"),
         100: ("study-cutmix320-100-results.csv", "none-strong-airnet")},
     "the bank's best, chosen on the pool": {
         10: ("study-l2sp800-10-results.csv", "l2sp-strong-airnet"),
