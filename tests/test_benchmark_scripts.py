@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from filterprior.commands import main
+from filterprior.results import read_results_csv
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -22,11 +23,18 @@ def test_tta_on_pool_reads_back_the_runs_own_pool_accuracy(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--quiet", "--data", "mini", "--model", "mynet-small", "--epochs", "1", "--threads", "1",
                  "batch_size=16", "filter_pictures=false", "data.val_per_class=3", "--out", str(run)]) == 0
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--threads", "1", str(run)],
-                          check=True, capture_output=True, text=True)
+    table = tmp_path / "pool.csv"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--threads", "1", "--shifts", "1,2",
+                           "--csv", str(table), str(run)], check=True, capture_output=True, text=True)
     val_acc = json.loads((run / "metrics.json").read_text())["val_acc"]
-    assert f"pool {100 * val_acc:.2f}% -> " in done.stdout  # without TTA: the number the run reported
-    assert "gain of flip TTA" in done.stdout
+    assert f"pool none {100 * val_acc:.2f}, flip " in done.stdout  # without TTA: the number the run reported
+    assert "gain of flip-shift 2 over flip" in done.stdout
+    rows = table.read_text().splitlines()
+    assert rows[0] == "run,method,images_per_class,split_seed,set,tta,shift,acc"
+    assert [r.split(",")[5:7] for r in rows[1:]] == [["none", "0"], ["flip", "0"], ["flip-shift", "1"], ["flip-shift", "2"]]
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--csv", str(table), str(run)],
+                           capture_output=True, text=True)
+    assert again.returncode != 0 and "exists; name a new file" in again.stderr
 
 
 def test_a_tuning_sweep_run_again_trains_only_what_it_has_not_recorded(tmp_path):
@@ -171,3 +179,31 @@ def test_the_standing_picture_is_drawn_from_the_recorded_results_files(tmp_path)
     done = subprocess.run([*script, "--results-dir", str(results)], capture_output=True, text=True)
     assert done.returncode == 2
     assert f"{name}: no finished run of {method} at 50 images a class" in done.stderr
+
+
+def test_a_study_retested_with_another_tta_keeps_its_runs_and_names_a_new_recipe(tmp_path):
+    out = tmp_path / "study"
+    assert main(["study", "--data", "mini", "--sizes", "2", "--methods", "none", "--split-seeds", "0,1", "--epochs", "1",
+                 "--workers", "1", "--out", str(out), "threads=1", "data.val_per_class=3", "filter_pictures=false"]) == 0
+    runs = sorted(str(p) for p in out.glob("none/n2/split*"))
+    script = [sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--threads", "1", "--shifts", "1"]
+    subprocess.run([*script, "--csv", str(tmp_path / "pool.csv"), *runs], check=True, capture_output=True)
+    subprocess.run([*script, "--test", "--csv", str(tmp_path / "test.csv"), *runs], check=True, capture_output=True)
+    retest = [sys.executable, str(BENCHMARKS / "retest_with_tta.py"), str(out / "results.csv"), "--tta", "flip-shift",
+              "--shift", "1", "--pool", str(tmp_path / "pool.csv"), "--test", str(tmp_path / "test.csv")]
+    done = subprocess.run([*retest, "-o", str(tmp_path / "retested.csv")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    old, new = (read_results_csv(p) for p in (out / "results.csv", tmp_path / "retested.csv"))
+    test_rows = [r.split(",") for r in (tmp_path / "test.csv").read_text().splitlines()[1:]]
+    assert [r.run_dir for r in new] == [r.run_dir for r in old] and len(new) == 2
+    for before, after in zip(old, new):
+        wanted = next(float(r[7]) for r in test_rows if r[0].endswith(before.run_dir) and r[5:7] == ["flip-shift", "1"])
+        assert after.test_acc == wanted and after.wall_time_s == before.wall_time_s
+        assert after.recipe_hash != before.recipe_hash and after.config_hash != before.config_hash
+    assert new[0].recipe_hash == new[1].recipe_hash  # one recipe over its split seeds, as a study records it
+    # the pool CSV named as the test CSV is refused: a retested row never carries pool figures as test ones
+    swapped = [*retest[:-4], "--pool", str(tmp_path / "pool.csv"), "--test", str(tmp_path / "pool.csv")]
+    done = subprocess.run([*swapped, "-o", str(tmp_path / "x.csv")], capture_output=True, text=True)
+    assert done.returncode == 1 and "reads the 'pool' set; expected 'test'" in done.stderr
+    done = subprocess.run([*retest, "-o", str(tmp_path / "retested.csv")], capture_output=True, text=True)
+    assert done.returncode == 1 and "exists; name a new file" in done.stderr

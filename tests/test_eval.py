@@ -1,4 +1,5 @@
-"""`filterprior eval` gives back a run's own test accuracy, with and without flip test-time augmentation."""
+"""`filterprior eval` gives back a run's own test accuracy, with and without test-time augmentation (flip,
+flip-shift)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from filterprior.commands import main
 from filterprior.train import train
-from filterprior.train.evaluate import predict
+from filterprior.data import TensorLoader
+from filterprior.train.evaluate import evaluate, predict, shifted
 from quick_run import quick_config
 
 
@@ -37,3 +40,50 @@ def test_a_run_with_flip_tta_reports_it_and_eval_reproduces_it(tmp_path, capsys)
     assert result["tta"] == "flip" and result["test_acc"] == pytest.approx(metrics["test_acc"])
     assert main(["eval", str(tmp_path / "run"), "--json", "--tta", "none"]) == 0
     assert json.loads(capsys.readouterr().out)["tta"] == "none"
+
+
+def test_a_shifted_view_moves_the_pixels_and_fills_the_border():
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    down = shifted(image, 1, 0, fill=-1.0)
+    assert torch.equal(down[0, 0, 0], torch.full((4,), -1.0)) and torch.equal(down[0, 0, 1:], image[0, 0, :3])
+    left = shifted(image, 0, -2, fill=torch.tensor(-7.0).view(1, 1, 1, 1))
+    assert torch.equal(left[0, 0, :, :2], image[0, 0, :, 2:]) and bool((left[0, 0, :, 2:] == -7).all())
+    assert shifted(image, 0, 0) is image
+    with pytest.raises(ValueError, match="leaves nothing"):
+        shifted(image, 4, 0)
+
+
+def test_flip_shift_tta_averages_ten_views_filled_with_the_given_black():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 5))
+    images, black, s = torch.randn(4, 3, 6, 6), torch.tensor([-1.0, -2.0, -3.0]).view(1, 3, 1, 1), 2
+
+    def crop(x, dy, dx):  # an independent construction: pad with black, cut the window back out
+        padded = F.pad(x - black, (s, s, s, s)) + black
+        return padded[:, :, s - dy:s - dy + 6, s - dx:s - dx + 6]
+
+    views = [v for x in (images, images.flip(3))
+             for v in [x] + [crop(x, dy, dx) for dy, dx in [(s, 0), (-s, 0), (0, s), (0, -s)]]]
+    expected = sum(model(v) for v in views) / 10
+    assert torch.allclose(predict(model, images, "flip-shift", black, shift=s), expected, atol=1e-6)
+    assert not torch.allclose(predict(model, images, "flip"), expected, atol=1e-3)
+    with pytest.raises(ValueError, match="flip-shift"):
+        predict(model, images, "crops")
+
+
+def test_the_loaders_black_pixel_is_what_it_makes_of_a_zero_pixel():
+    zeros = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    loader = TensorLoader(zeros, torch.zeros(2), 2, shuffle=False, augment=None,
+                          mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    images, _ = next(iter(loader))
+    assert torch.allclose(images, loader.black.expand_as(images))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    # an all-black image shifted with the loader's fill stays all black, so every view agrees with the plain one
+    assert torch.allclose(predict(model, images, "flip-shift", loader.black, shift=1), model(images), atol=1e-6)
+    assert evaluate(model, loader, 2, "flip-shift").acc == evaluate(model, loader, 2, "none").acc
+
+
+def test_eval_with_flip_shift_tta_names_it(tmp_path, capsys):
+    train(quick_config("epochs=1", "tta=flip-shift"), tmp_path / "run", quiet=True)
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    assert "flip-shift test-time augmentation" in capsys.readouterr().out

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        tta = ", flip test-time augmentation" if result["tta"] == "flip" else ""
+        tta = f", {result['tta']} test-time augmentation" if result["tta"] != "none" else ""
         print(f"test accuracy {100 * result['test_acc']:.2f}%  loss {result['test_loss']:.4f}  "
               f"({result['test_images']} images of {result['dataset']}{tta})")
         for name, acc in result["per_class_acc"].items():

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     text = predictions_csv(pred, args.top_k)
     if args.output:
         atomic_write_text(args.output, text)
-        tta = ", flip test-time augmentation" if pred.tta == "flip" else ""
+        tta = f", {pred.tta} test-time augmentation" if pred.tta != "none" else ""
         print(f"{len(pred.paths)} predictions written to {args.output}{tta}", file=sys.stderr)
     else:
         sys.stdout.write(text)

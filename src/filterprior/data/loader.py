@@ -143,6 +143,12 @@ class TensorLoader:
                     f"cutout must be between 0 and the image size {min(height, width)}, got {augment.cutout}"
                 )
 
+    @property
+    def black(self) -> torch.Tensor:
+        """A black pixel as the batches hold it (1 x 3 x 1 x 1, normalised): what a shifted view fills with,
+        as the random crop fills with zero pixels."""
+        return self._shift
+
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)

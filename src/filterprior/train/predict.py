@@ -102,7 +102,7 @@ def predict_images(weights: str | Path, images: Sequence[str | Path], tta: str |
         loader = TensorLoader(pixels, np.zeros(len(batch), dtype=np.int64), BATCH, shuffle=False, augment=None,
                               mean=tuple(meta["mean"]), std=tuple(meta["std"]), device=dev)
         for x, _ in loader:
-            chunks.append(torch.softmax(predict_logits(model, x, tta).float(), dim=1).cpu())
+            chunks.append(torch.softmax(predict_logits(model, x, tta, loader.black).float(), dim=1).cpu())
     probs = torch.cat(chunks).numpy()
     return Predictions(paths=[str(p) for p in files], classes=classes, probs=probs, tta=tta)
 
