@@ -207,3 +207,10 @@ def test_a_study_retested_with_another_tta_keeps_its_runs_and_names_a_new_recipe
     assert done.returncode == 1 and "reads the 'pool' set; expected 'test'" in done.stderr
     done = subprocess.run([*retest, "-o", str(tmp_path / "retested.csv")], capture_output=True, text=True)
     assert done.returncode == 1 and "exists; name a new file" in done.stderr
+
+
+def test_eval_speed_times_every_tta_mode_against_the_contiguous_pass():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "eval_speed.py"), "--model", "mynet-small", "--images", "8",
+                           "--batches", "4"], check=True, capture_output=True, text=True)
+    assert "x the contiguous pass" in done.stdout
+    assert all(f"tta={mode}" in done.stdout for mode in ("none", "flip", "flip-shift"))

@@ -87,3 +87,16 @@ def test_eval_with_flip_shift_tta_names_it(tmp_path, capsys):
     train(quick_config("epochs=1", "tta=flip-shift"), tmp_path / "run", quiet=True)
     assert main(["eval", str(tmp_path / "run")]) == 0
     assert "flip-shift test-time augmentation" in capsys.readouterr().out
+
+
+def test_on_the_cpu_predict_feeds_channels_last_batches_and_gives_the_same_logits():
+    torch.manual_seed(0)
+    seen = []
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    images = torch.randn(5, 3, 6, 6)
+    with torch.no_grad():
+        plain = torch.nn.Sequential(*model)(images)  # called directly: the contiguous batch as given
+        assert torch.allclose(predict(model, images, "none"), plain, atol=1e-5)
+    assert seen == [False, True]  # the direct call saw a contiguous batch, predict a channels-last one

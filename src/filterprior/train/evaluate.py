@@ -51,15 +51,23 @@ def predict(model: nn.Module, images: torch.Tensor, tta: str = "none",
     if tta not in TTA_MODES:
         raise ValueError(f"tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
     if tta == "none":
-        return model(images)
+        return model(_cpu_layout(images))
     views = [images, torch.flip(images, dims=[3])]
     if tta == "flip-shift":
         moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)]
         views += [shifted(v, dy, dx, fill) for v in views for dy, dx in moves]
-    logits = model(views[0])
+    logits = model(_cpu_layout(views[0]))
     for view in views[1:]:  # one view at a time: a batch of all ten would hold ten times the activations
-        logits = logits + model(view)
+        logits = logits + model(_cpu_layout(view))
     return logits / len(views)
+
+
+def _cpu_layout(images: torch.Tensor) -> torch.Tensor:
+    """On the CPU, images in channels-last memory: oneDNN's convolutions then run 1.5-1.7x faster at inference
+    (benchmarks/eval_speed.py), the model's own weights untouched. Other devices keep their layout."""
+    if images.device.type == "cpu" and images.dim() == 4:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
 
 
 @torch.no_grad()
