@@ -20,7 +20,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from filterprior.config import load_config
+from filterprior.config import TTA_MODES, load_config
 from filterprior.errors import UserError
 from filterprior.results import read_results_csv
 from filterprior.results.rows import write_results_csv
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="results.csv to write (must not exist)")
     args = parser.parse_args()
     try:
+        if args.tta not in TTA_MODES:  # a candidate of tta_on_pool.py only: no study could record it
+            raise UserError(f"--tta {args.tta!r} is not a mode of the library; expected one of {', '.join(TTA_MODES)}")
         if args.output.exists():
             raise UserError(f"{args.output} exists; name a new file")
         pool = read_tta_csv(args.pool, args.tta, args.shift, "pool")

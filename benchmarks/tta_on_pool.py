@@ -32,13 +32,17 @@ from filterprior.utils import atomic_write_text
 FIELDS = ["run", "method", "images_per_class", "split_seed", "set", "tta", "shift", "acc"]
 
 
-def mode_views(shifts: list[int]) -> dict[tuple[str, int], list[tuple[bool, int, int]]]:
-    """(tta mode, shift) -> its views as (mirrored, dy, dx), in the order `predict` averages them."""
+def mode_views(shifts: list[int], diagonals: list[int] = ()) -> dict[tuple[str, int], list[tuple[bool, int, int]]]:
+    """(tta mode, shift) -> its views as (mirrored, dy, dx), in the order `predict` averages them.
+    "flip-shift-diagonal" (a candidate, not a library mode) adds the four diagonal moves: 18 views."""
     plain = [(False, 0, 0), (True, 0, 0)]
     modes = {("none", 0): plain[:1], ("flip", 0): plain}
     for s in shifts:
         moves = [(s, 0), (-s, 0), (0, s), (0, -s)]
         modes[("flip-shift", s)] = plain + [(m, dy, dx) for m, _, _ in plain for dy, dx in moves]
+    for s in diagonals:
+        moves = [(s, 0), (-s, 0), (0, s), (0, -s), (s, s), (s, -s), (-s, s), (-s, -s)]
+        modes[("flip-shift-diagonal", s)] = plain + [(m, dy, dx) for m, _, _ in plain for dy, dx in moves]
     return modes
 
 
@@ -54,7 +58,7 @@ def view_logits(model: nn.Module, loader, view: tuple[bool, int, int]) -> torch.
     return torch.cat(out)
 
 
-def accuracies(run_dir: Path, shifts: list[int], test: bool) -> list[dict]:
+def accuracies(run_dir: Path, shifts: list[int], test: bool, diagonals: list[int] = ()) -> list[dict]:
     """One row per (mode, shift): the run's saved weights on its own pool (or on the test set)."""
     cfg = dataclasses.replace(load_config(run_dir / "config.yaml"), eval_batch_size=100)
     prep = prepare_data(cfg, torch.device("cpu"))
@@ -65,7 +69,7 @@ def accuracies(run_dir: Path, shifts: list[int], test: bool) -> list[dict]:
     cache: dict[tuple[bool, int, int], torch.Tensor] = {}
     rows = []
     method = run_dir.parent.parent.name if run_dir.parent.name.startswith("n") else ""
-    for (tta, shift), views in mode_views(shifts).items():
+    for (tta, shift), views in mode_views(shifts, diagonals).items():
         for v in views:
             if v not in cache:
                 cache[v] = view_logits(model, loader, v)
@@ -82,26 +86,30 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")
     parser.add_argument("--shifts", default=str(TTA_SHIFT),
                         help=f"comma-separated pixel shifts of flip-shift to try (default: the library's {TTA_SHIFT})")
+    parser.add_argument("--diagonals", default="",
+                        help="comma-separated shifts at which to also try 18 views (axis and diagonal moves)")
     parser.add_argument("--test", action="store_true", help="read the test set instead of the pool (once, at the end)")
     parser.add_argument("--csv", type=Path, help="also write every accuracy to this CSV (it must not exist yet)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     shifts = [int(s) for s in args.shifts.split(",")]
+    diagonals = [int(s) for s in args.diagonals.split(",") if s]
     if args.csv and args.csv.exists():
         parser.error(f"{args.csv} exists; name a new file")
     torch.set_num_threads(args.threads)
     rows, gains = [], {}
     where = "test" if args.test else "pool"
     for run in args.runs:
-        got = accuracies(run, shifts, args.test)
+        got = accuracies(run, shifts, args.test, diagonals)
         rows += got
         acc = {(r["tta"], r["shift"]): 100 * float(r["acc"]) for r in got}
         flip = acc[("flip", 0)]
-        line = ", ".join(f"flip-shift {s}: {acc[('flip-shift', s)]:.2f}" for s in shifts)
+        line = ", ".join([f"flip-shift {s}: {acc[('flip-shift', s)]:.2f}" for s in shifts] +
+                         [f"flip-shift-diagonal {s}: {acc[('flip-shift-diagonal', s)]:.2f}" for s in diagonals])
         print(f"{run}: {where} none {acc[('none', 0)]:.2f}, flip {flip:.2f}, {line}", flush=True)
         gains.setdefault(("flip", 0), []).append(flip - acc[("none", 0)])
-        for s in shifts:
-            gains.setdefault(("flip-shift", s), []).append(acc[("flip-shift", s)] - flip)
+        for key in [("flip-shift", s) for s in shifts] + [("flip-shift-diagonal", s) for s in diagonals]:
+            gains.setdefault(key, []).append(acc[key] - flip)
     if args.csv:
         text = io.StringIO()
         writer = csv.DictWriter(text, FIELDS, lineterminator="\n")
@@ -111,7 +119,7 @@ def main() -> None:
     for (tta, shift), g in gains.items():
         spread = statistics.stdev(g) if len(g) > 1 else 0.0
         over = "none" if tta == "flip" else "flip"
-        name = f"{tta} {shift}" if tta == "flip-shift" else tta
+        name = f"{tta} {shift}" if tta.startswith("flip-shift") else tta
         print(f"gain of {name} over {over}: {statistics.mean(g):+.2f} ± {spread:.2f} points, "
               f"{sum(x > 0 for x in g)}/{len(g)} up ({len(g)} runs, {where})")
 

@@ -25,13 +25,14 @@ def test_tta_on_pool_reads_back_the_runs_own_pool_accuracy(tmp_path):
                  "batch_size=16", "filter_pictures=false", "data.val_per_class=3", "--out", str(run)]) == 0
     table = tmp_path / "pool.csv"
     done = subprocess.run([sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--threads", "1", "--shifts", "1,2",
-                           "--csv", str(table), str(run)], check=True, capture_output=True, text=True)
+                           "--diagonals", "1", "--csv", str(table), str(run)], check=True, capture_output=True, text=True)
     val_acc = json.loads((run / "metrics.json").read_text())["val_acc"]
     assert f"pool none {100 * val_acc:.2f}, flip " in done.stdout  # without TTA: the number the run reported
-    assert "gain of flip-shift 2 over flip" in done.stdout
+    assert "gain of flip-shift 2 over flip" in done.stdout and "gain of flip-shift-diagonal 1 over flip" in done.stdout
     rows = table.read_text().splitlines()
     assert rows[0] == "run,method,images_per_class,split_seed,set,tta,shift,acc"
-    assert [r.split(",")[5:7] for r in rows[1:]] == [["none", "0"], ["flip", "0"], ["flip-shift", "1"], ["flip-shift", "2"]]
+    assert [r.split(",")[5:7] for r in rows[1:]] == [["none", "0"], ["flip", "0"], ["flip-shift", "1"], ["flip-shift", "2"],
+                                                    ["flip-shift-diagonal", "1"]]
     again = subprocess.run([sys.executable, str(BENCHMARKS / "tta_on_pool.py"), "--csv", str(table), str(run)],
                            capture_output=True, text=True)
     assert again.returncode != 0 and "exists; name a new file" in again.stderr
