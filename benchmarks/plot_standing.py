@@ -26,13 +26,13 @@ ROWS = {
         10: ("study-results.csv", "none-airnet"), 50: ("study-results.csv", "none-airnet"),
         100: ("study-results.csv", "none-airnet")},
     "airnet from scratch, tuned on the pool (none-strong-airnet)": {
-        10: ("study-cutmix1600-10-results.csv", "none-strong-airnet"),
-        50: ("study-e640-50-results.csv", "none-strong-airnet"),
-        100: ("study-cutmix320-100-results.csv", "none-strong-airnet")},
+        10: ("study-cutmix1600-10-flipshift-results.csv", "none-strong-airnet"),
+        50: ("study-e640-50-flipshift-results.csv", "none-strong-airnet"),
+        100: ("study-cutmix320-100-flipshift-results.csv", "none-strong-airnet")},
     "the bank's best, chosen on the pool": {
-        10: ("study-l2sp800-10-results.csv", "l2sp-strong-airnet"),
-        50: ("study-l2sp-50-results.csv", "l2sp-strong-airnet"),
-        100: ("study-l2sp-100-results.csv", "l2sp-strong-airnet")},
+        10: ("study-l2sp800-10-flipshift-results.csv", "l2sp-strong-airnet"),
+        50: ("study-l2sp-50-flipshift-results.csv", "l2sp-strong-airnet"),
+        100: ("study-l2sp-100-flipshift-results.csv", "l2sp-strong-airnet")},
 }
 # Gauthier et al. 2022 (README of github bentherien/parametricScatteringNetworks): mean ± std over splits.
 PUBLISHED = {
