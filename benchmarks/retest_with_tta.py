@@ -22,8 +22,7 @@ from pathlib import Path
 
 from filterprior.config import TTA_MODES, load_config
 from filterprior.errors import UserError
-from filterprior.results import read_results_csv
-from filterprior.results.rows import write_results_csv
+from filterprior.results import read_results_csv, write_results_csv
 from filterprior.study.grid import cell_hash, recipe_hash
 
 

@@ -7,8 +7,9 @@ For each run directory: its saved weights, its own config and split, accuracy on
 TTA mode (none, flip, and flip-shift once for each shift in --shifts). Used to decide, on the pool only,
 how a recipe should test. `--test` reads the test set instead, for the one choice the pool made; every
 row says which set it read. Each view's logits are computed once and shared by the modes that use them
-(flip-shift's ten views include flip's two), at batch 100 in channels-last memory (2.2x faster than
-batch 500 on one CPU thread); each mode's average is then what `train.evaluate.predict` computes.
+(flip-shift's ten views include flip's two), at batch 100 with the model in channels-last memory too
+(2.2x faster than batch 500 on one CPU thread); each library mode's average is then what
+`train.evaluate.predict` computes over `tta_views`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 
 from filterprior.config import load_config
 from filterprior.data.pipeline import prepare_data
-from filterprior.train.evaluate import TTA_SHIFT, shifted
+from filterprior.train.evaluate import TTA_SHIFT, cpu_layout, shifted, tta_views
 from filterprior.train.exported import load_exported_model
 from filterprior.utils import atomic_write_text
 
@@ -33,16 +34,14 @@ FIELDS = ["run", "method", "images_per_class", "split_seed", "set", "tta", "shif
 
 
 def mode_views(shifts: list[int], diagonals: list[int] = ()) -> dict[tuple[str, int], list[tuple[bool, int, int]]]:
-    """(tta mode, shift) -> its views as (mirrored, dy, dx), in the order `predict` averages them.
-    "flip-shift-diagonal" (a candidate, not a library mode) adds the four diagonal moves: 18 views."""
-    plain = [(False, 0, 0), (True, 0, 0)]
-    modes = {("none", 0): plain[:1], ("flip", 0): plain}
+    """(tta mode, shift) -> its views as (mirrored, dy, dx): the library's (`tta_views`), and the candidate
+    "flip-shift-diagonal" (not a library mode), which adds the four diagonal moves: 18 views."""
+    modes = {(tta, 0): tta_views(tta) for tta in ("none", "flip")}
     for s in shifts:
-        moves = [(s, 0), (-s, 0), (0, s), (0, -s)]
-        modes[("flip-shift", s)] = plain + [(m, dy, dx) for m, _, _ in plain for dy, dx in moves]
+        modes[("flip-shift", s)] = tta_views("flip-shift", s)
     for s in diagonals:
         moves = [(s, 0), (-s, 0), (0, s), (0, -s), (s, s), (s, -s), (-s, s), (-s, -s)]
-        modes[("flip-shift-diagonal", s)] = plain + [(m, dy, dx) for m, _, _ in plain for dy, dx in moves]
+        modes[("flip-shift-diagonal", s)] = tta_views("flip") + [(m, dy, dx) for m in (False, True) for dy, dx in moves]
     return modes
 
 
@@ -53,7 +52,7 @@ def view_logits(model: nn.Module, loader, view: tuple[bool, int, int]) -> torch.
     out = []
     for images, _ in loader:
         x = torch.flip(images, dims=[3]) if mirrored else images
-        x = shifted(x, dy, dx, loader.black).contiguous(memory_format=torch.channels_last)
+        x = cpu_layout(shifted(x, dy, dx, loader.black))
         out.append(model(x))
     return torch.cat(out)
 

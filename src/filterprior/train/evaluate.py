@@ -42,27 +42,36 @@ def shifted(images: torch.Tensor, dy: int, dx: int, fill: torch.Tensor | float =
     return out
 
 
-def predict(model: nn.Module, images: torch.Tensor, tta: str = "none",
-            fill: torch.Tensor | float = 0.0, shift: int = TTA_SHIFT) -> torch.Tensor:
-    """Logits for a batch. tta="flip" averages them over the images and their mirror images (the
-    training recipe flips, so both views are ones the model has learnt); "flip-shift" also over each of
-    the two moved `shift` pixels up, down, left and right (10 views; the random crop taught those too),
-    the border filled with `fill`, the batches' black pixel."""
+def tta_views(tta: str, shift: int = TTA_SHIFT) -> list[tuple[bool, int, int]]:
+    """The views a TTA mode averages, as (mirrored, dy, dx), in the order `predict` sums them. "flip": the
+    images and their mirror images (the training recipe flips, so both views are ones the model has
+    learnt); "flip-shift": also each of the two moved `shift` pixels down, up, right and left (10 views;
+    the random crop taught those too)."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
+    plain = [(False, 0, 0), (True, 0, 0)]
     if tta == "none":
-        return model(_cpu_layout(images))
-    views = [images, torch.flip(images, dims=[3])]
-    if tta == "flip-shift":
-        moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)]
-        views += [shifted(v, dy, dx, fill) for v in views for dy, dx in moves]
-    logits = model(_cpu_layout(views[0]))
-    for view in views[1:]:  # one view at a time: a batch of all ten would hold ten times the activations
-        logits = logits + model(_cpu_layout(view))
+        return plain[:1]
+    if tta == "flip":
+        return plain
+    moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)]
+    return plain + [(mirrored, dy, dx) for mirrored, _, _ in plain for dy, dx in moves]
+
+
+def predict(model: nn.Module, images: torch.Tensor, tta: str = "none",
+            fill: torch.Tensor | float = 0.0, shift: int = TTA_SHIFT) -> torch.Tensor:
+    """Logits for a batch, averaged over the views of `tta` (`tta_views`); a moved view's border is
+    filled with `fill`, the batches' black pixel."""
+    views = tta_views(tta, shift)
+    mirror = torch.flip(images, dims=[3]) if len(views) > 1 else images
+    logits = None
+    for mirrored, dy, dx in views:  # one view at a time: a batch of all ten would hold ten times the activations
+        out = model(cpu_layout(shifted(mirror if mirrored else images, dy, dx, fill)))
+        logits = out if logits is None else logits + out
     return logits / len(views)
 
 
-def _cpu_layout(images: torch.Tensor) -> torch.Tensor:
+def cpu_layout(images: torch.Tensor) -> torch.Tensor:
     """On the CPU, images in channels-last memory: oneDNN's convolutions then run 1.5-1.7x faster at inference
     (benchmarks/eval_speed.py), the model's own weights untouched. Other devices keep their layout."""
     if images.device.type == "cpu" and images.dim() == 4:
