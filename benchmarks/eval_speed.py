@@ -1,5 +1,6 @@
-"""Evaluation speed on the CPU: `train.evaluate.predict` (channels-last input on the CPU) against the same
-model fed contiguous batches, for each TTA mode, side by side in one process.
+"""Evaluation speed on the CPU: `train.evaluate.predict` (on the CPU: channels-last input, batches cut into
+pieces of CPU_CHUNK images) against the same model fed whole contiguous batches, for each TTA mode, side by
+side in one process.
 
     .venv/bin/python benchmarks/eval_speed.py --images 2000 --threads 1
 
@@ -44,7 +45,7 @@ def main() -> None:
         for tta in TTA_MODES:
             t = seconds(lambda x: predict(model, x, tta), images, batch)
             ratio = f"  {plain / t:.2f}x the contiguous pass" if tta == "none" else ""
-            print(f"batch {batch:4d}  predict, tta={tta:<10} {t:7.2f} s ({args.images / t:6.0f}/s){ratio}", flush=True)
+            print(f"batch {batch:4d}  predict, tta={tta:<19} {t:7.2f} s ({args.images / t:6.0f}/s){ratio}", flush=True)
 
 if __name__ == "__main__":
     main()

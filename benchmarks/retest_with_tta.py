@@ -35,7 +35,7 @@ def read_tta_csv(path: Path, tta: str, shift: int, want_set: str) -> dict[str, f
         for row in csv.DictReader(handle):
             if row.get("set") != want_set:
                 raise UserError(f"{path}: a row reads the {row.get('set')!r} set; expected {want_set!r} only")
-            if row["tta"] == tta and int(row["shift"]) == (shift if tta == "flip-shift" else 0):
+            if row["tta"] == tta and int(row["shift"]) == (shift if tta.startswith("flip-shift") else 0):
                 got[str(Path(row["run"]).resolve())] = float(row["acc"])
     return got
 

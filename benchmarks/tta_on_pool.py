@@ -34,14 +34,13 @@ FIELDS = ["run", "method", "images_per_class", "split_seed", "set", "tta", "shif
 
 
 def mode_views(shifts: list[int], diagonals: list[int] = ()) -> dict[tuple[str, int], list[tuple[bool, int, int]]]:
-    """(tta mode, shift) -> its views as (mirrored, dy, dx): the library's (`tta_views`), and the candidate
-    "flip-shift-diagonal" (not a library mode), which adds the four diagonal moves: 18 views."""
+    """(tta mode, shift) -> its views as (mirrored, dy, dx), the library's own (`tta_views`): none, flip,
+    flip-shift at each of `shifts` (10 views) and flip-shift-diagonal at each of `diagonals` (18 views)."""
     modes = {(tta, 0): tta_views(tta) for tta in ("none", "flip")}
     for s in shifts:
         modes[("flip-shift", s)] = tta_views("flip-shift", s)
     for s in diagonals:
-        moves = [(s, 0), (-s, 0), (0, s), (0, -s), (s, s), (s, -s), (-s, s), (-s, -s)]
-        modes[("flip-shift-diagonal", s)] = tta_views("flip") + [(m, dy, dx) for m in (False, True) for dy, dx in moves]
+        modes[("flip-shift-diagonal", s)] = tta_views("flip-shift-diagonal", s)
     return modes
 
 

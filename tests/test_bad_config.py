@@ -53,7 +53,7 @@ def finished_run(tmp_path_factory) -> Path:
     (["optim.weight_decay=-0.1"], "optim.weight_decay must be a finite number, 0 or more"),
     (["optim.label_smoothing=1"], "optim.label_smoothing must be in [0, 1)"),
     (["data.images_per_class=0"], "data.images_per_class must be 1 or more"),
-    (["tta=mirror"], "tta must be one of none, flip, flip-shift, got 'mirror'"),
+    (["tta=mirror"], "tta must be one of none, flip, flip-shift, flip-shift-diagonal, got 'mirror'"),
     (["data.mean=[1,2]"], "data.mean is set without data.std"),
     (["data.std=[0.2,0.2,0.2]"], "data.std is set without data.mean"),
     (["data.mean=[0.5,0.5]", "data.std=[0.2,0.2]"], "3 numbers each"),

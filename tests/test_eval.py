@@ -1,5 +1,5 @@
 """`filterprior eval` gives back a run's own test accuracy, with and without test-time augmentation (flip,
-flip-shift)."""
+flip-shift, flip-shift-diagonal)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,12 @@ def test_a_shifted_view_moves_the_pixels_and_fills_the_border():
         shifted(image, 4, 0)
 
 
-def test_flip_shift_tta_averages_ten_views_filled_with_the_given_black():
+AXIS_MOVES = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+DIAGONAL_MOVES = [(1, 1), (1, -1), (-1, 1), (-1, -1)]
+
+
+@pytest.mark.parametrize("tta, moves", [("flip-shift", AXIS_MOVES), ("flip-shift-diagonal", AXIS_MOVES + DIAGONAL_MOVES)])
+def test_shift_tta_averages_its_views_filled_with_the_given_black(tta, moves):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 5))
     images, black, s = torch.randn(4, 3, 6, 6), torch.tensor([-1.0, -2.0, -3.0]).view(1, 3, 1, 1), 2
@@ -63,9 +68,10 @@ def test_flip_shift_tta_averages_ten_views_filled_with_the_given_black():
         return padded[:, :, s - dy:s - dy + 6, s - dx:s - dx + 6]
 
     views = [v for x in (images, images.flip(3))
-             for v in [x] + [crop(x, dy, dx) for dy, dx in [(s, 0), (-s, 0), (0, s), (0, -s)]]]
-    expected = sum(model(v) for v in views) / 10
-    assert torch.allclose(predict(model, images, "flip-shift", black, shift=s), expected, atol=1e-6)
+             for v in [x] + [crop(x, s * dy, s * dx) for dy, dx in moves]]
+    assert len(views) == {"flip-shift": 10, "flip-shift-diagonal": 18}[tta]
+    expected = sum(model(v) for v in views) / len(views)
+    assert torch.allclose(predict(model, images, tta, black, shift=s), expected, atol=1e-6)
     assert not torch.allclose(predict(model, images, "flip"), expected, atol=1e-3)
     with pytest.raises(ValueError, match="flip-shift"):
         predict(model, images, "crops")
@@ -87,6 +93,8 @@ def test_eval_with_flip_shift_tta_names_it(tmp_path, capsys):
     train(quick_config("epochs=1", "tta=flip-shift"), tmp_path / "run", quiet=True)
     assert main(["eval", str(tmp_path / "run")]) == 0
     assert "flip-shift test-time augmentation" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "run"), "--tta", "flip-shift-diagonal"]) == 0
+    assert "flip-shift-diagonal test-time augmentation" in capsys.readouterr().out
 
 
 def test_on_the_cpu_predict_feeds_channels_last_batches_and_gives_the_same_logits():
@@ -100,3 +108,20 @@ def test_on_the_cpu_predict_feeds_channels_last_batches_and_gives_the_same_logit
         plain = torch.nn.Sequential(*model)(images)  # called directly: the contiguous batch as given
         assert torch.allclose(predict(model, images, "none"), plain, atol=1e-5)
     assert seen == [False, True]  # the direct call saw a contiguous batch, predict a channels-last one
+
+
+def test_on_the_cpu_predict_cuts_big_batches_into_pieces_in_order():
+    from filterprior.train.evaluate import CPU_CHUNK
+
+    torch.manual_seed(0)
+    sizes = []
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
+    model.register_forward_pre_hook(lambda _, args: sizes.append(len(args[0])))
+    images = torch.randn(2 * CPU_CHUNK + 7, 3, 4, 4)
+    with torch.no_grad():
+        whole = model(images)
+        sizes.clear()
+        got = predict(model, images, "flip")
+    assert sizes == [CPU_CHUNK] * 4 + [7, 7]  # each piece seen plain and mirrored
+    expected = (whole + model(images.flip(3))) / 2
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)  # in the images' order

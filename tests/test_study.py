@@ -177,10 +177,10 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     # class 1600, the pool figures read off the test study's val_acc, benchmarks/RESULTS.md; at 10 a class
     # and 50 CutMix too, tags scratch10-cutmix1600 and scratch50-cutmix320; at 100 a class 320 epochs with
     # CutMix, tag scratch100-e320-cutmix; at 50 a class 640 epochs with CutMix, tag scratch50-e640-cutmix; at
-    # every size flip-shift TTA, chosen on those runs' pools by benchmarks/tta_on_pool.py; the study sets the
-    # size itself)
+    # every size flip-shift TTA, then its 18-view form flip-shift-diagonal, chosen on those runs' pools by
+    # benchmarks/tta_on_pool.py; the study sets the size itself)
     for size, epochs in ((10, 1600), (50, 640), (100, 320)):  # CutMix at every size
-        recipe = f"model.name=airnet tta=flip-shift data.policy=autoaugment epochs={epochs} data.cutmix=1.0 data.mix_prob=0.5"
+        recipe = f"model.name=airnet tta=flip-shift-diagonal data.policy=autoaugment epochs={epochs} data.cutmix=1.0 data.mix_prob=0.5"
         candidate = Method("x", tuple(recipe.split()))
         tuned = cell_config(base, Cell(methods["none-strong-airnet"], size, 2))
         assert tuned == cell_config(base, Cell(candidate, size, 2)) and tuned.epochs == epochs, size

@@ -126,7 +126,8 @@ class TrainConfig:
     batch_size: int = 128
     eval_batch_size: int = 500
     tta: str = "none"  # test-time augmentation for validation and test: none | flip (mean of image and mirror) |
-    # flip-shift (mean over image and mirror, each also moved 3 pixels up, down, left and right: ten views)
+    # flip-shift (mean over image and mirror, each also moved 3 pixels up, down, left and right: ten views) |
+    # flip-shift-diagonal (the same and the four diagonal moves: 18 views)
     seed: int = 0  # model init, shuffling, augmentation, dropout
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and exported; 0: off
     device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps

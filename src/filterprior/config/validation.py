@@ -29,7 +29,7 @@ def _betas(v: list[float]) -> bool:
     return len(v) == 2 and all(_fraction(b) for b in v)
 
 
-TTA_MODES = ("none", "flip", "flip-shift")
+TTA_MODES = ("none", "flip", "flip-shift", "flip-shift-diagonal")
 AMP_MODES = ("off", "bf16", "fp16")
 POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")  # data.policy
 

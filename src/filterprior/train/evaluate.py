@@ -15,6 +15,11 @@ from filterprior.config import TTA_MODES
 # from-scratch runs at 10, 50 and 100 a class (benchmarks/tta_on_pool.py; RESULTS "Shifted views at test time").
 TTA_SHIFT = 3
 
+# On the CPU a forward pass over 100 images costs 1.6x less an image than one over 500 (airnet, one thread:
+# the working set stays in cache; benchmarks/eval_speed.py), with the same logits to the bit, so `predict`
+# cuts bigger CPU batches into pieces of this size. GPUs keep the whole batch: they prefer big ones.
+CPU_CHUNK = 100
+
 
 @dataclass
 class EvalResult:
@@ -46,7 +51,7 @@ def tta_views(tta: str, shift: int = TTA_SHIFT) -> list[tuple[bool, int, int]]:
     """The views a TTA mode averages, as (mirrored, dy, dx), in the order `predict` sums them. "flip": the
     images and their mirror images (the training recipe flips, so both views are ones the model has
     learnt); "flip-shift": also each of the two moved `shift` pixels down, up, right and left (10 views;
-    the random crop taught those too)."""
+    the random crop taught those too); "flip-shift-diagonal": the four diagonal moves as well (18 views)."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta {tta!r} is not known; expected one of {', '.join(TTA_MODES)}")
     plain = [(False, 0, 0), (True, 0, 0)]
@@ -55,6 +60,8 @@ def tta_views(tta: str, shift: int = TTA_SHIFT) -> list[tuple[bool, int, int]]:
     if tta == "flip":
         return plain
     moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)]
+    if tta == "flip-shift-diagonal":
+        moves += [(shift, shift), (shift, -shift), (-shift, shift), (-shift, -shift)]
     return plain + [(mirrored, dy, dx) for mirrored, _, _ in plain for dy, dx in moves]
 
 
@@ -62,10 +69,12 @@ def predict(model: nn.Module, images: torch.Tensor, tta: str = "none",
             fill: torch.Tensor | float = 0.0, shift: int = TTA_SHIFT) -> torch.Tensor:
     """Logits for a batch, averaged over the views of `tta` (`tta_views`); a moved view's border is
     filled with `fill`, the batches' black pixel."""
+    if images.device.type == "cpu" and len(images) > CPU_CHUNK:
+        return torch.cat([predict(model, part, tta, fill, shift) for part in images.split(CPU_CHUNK)])
     views = tta_views(tta, shift)
     mirror = torch.flip(images, dims=[3]) if len(views) > 1 else images
     logits = None
-    for mirrored, dy, dx in views:  # one view at a time: a batch of all ten would hold ten times the activations
+    for mirrored, dy, dx in views:  # one view at a time: a batch of all of them would hold 10 or 18 times the activations
         out = model(cpu_layout(shifted(mirror if mirrored else images, dy, dx, fill)))
         logits = out if logits is None else logits + out
     return logits / len(views)
