@@ -215,3 +215,28 @@ def test_eval_speed_times_every_tta_mode_against_the_contiguous_pass():
                            "--batches", "4"], check=True, capture_output=True, text=True)
     assert "x the contiguous pass" in done.stdout
     assert all(f"tta={mode}" in done.stdout for mode in ("none", "flip", "flip-shift"))
+
+
+def test_a_study_retested_from_recorded_figures_carries_the_hashes_a_study_with_that_tta_records(tmp_path):
+    common = ["--data", "mini", "--sizes", "2", "--methods", "none", "--split-seeds", "0,1", "--workers", "1"]
+    keys = ["threads=1", "data.val_per_class=3", "filter_pictures=false", "epochs=1"]
+    assert main(["study", *common, "--out", str(tmp_path / "a"), *keys]) == 0
+    assert main(["study", *common, "--out", str(tmp_path / "b"), *keys, "tta=flip-shift-diagonal"]) == 0
+    script = [sys.executable, str(BENCHMARKS / "retest_from_recorded.py"), str(tmp_path / "a" / "results.csv"),
+              "--method", "none", "--size", "2", "--tta", "flip-shift-diagonal", "--data", "mini",
+              *[f"--override={k}" for k in keys]]
+    done = subprocess.run([*script, "--val", "40,60", "--test", "35,55.5", "-o", str(tmp_path / "r.csv")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    retested, tested = read_results_csv(tmp_path / "r.csv"), read_results_csv(tmp_path / "b" / "results.csv")
+    assert [(r.config_hash, r.recipe_hash) for r in retested] == [(r.config_hash, r.recipe_hash) for r in tested]
+    assert [(r.val_acc, r.test_acc) for r in retested] == [(0.4, 0.35), (0.6, 0.555)]
+    # a rebuild that is not the study's (another dataset) stops before writing; so does a wrong count of figures
+    wrong = ["cifar10" if item == "mini" else item for item in script]
+    done = subprocess.run([*wrong, "--val", "40,60", "--test", "35,55", "-o", str(tmp_path / "w.csv")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "does not give back the recorded hashes" in done.stderr
+    assert not (tmp_path / "w.csv").exists()
+    done = subprocess.run([*script, "--val", "40", "--test", "35,55", "-o", str(tmp_path / "w.csv")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "--val gives 1 values; expected 2" in done.stderr
