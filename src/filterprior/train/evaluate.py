@@ -16,8 +16,8 @@ from filterprior.config import TTA_MODES
 TTA_SHIFT = 3
 
 # On the CPU a forward pass over 100 images costs 1.6x less an image than one over 500 (airnet, one thread:
-# the working set stays in cache; benchmarks/eval_speed.py), with the same logits to the bit, so `predict`
-# cuts bigger CPU batches into pieces of this size. GPUs keep the whole batch: they prefer big ones.
+# the working set stays in cache; benchmarks/eval_speed.py), with the same logits to the bit (checked on one
+# thread), so `predict` cuts bigger CPU batches into pieces of this size. GPUs keep the whole batch.
 CPU_CHUNK = 100
 
 
