@@ -179,8 +179,10 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     # CutMix, tag scratch100-e320-cutmix; at 50 a class 640 epochs with CutMix, tag scratch50-e640-cutmix; at
     # every size flip-shift TTA, then its 18-view form flip-shift-diagonal, chosen on those runs' pools by
     # benchmarks/tta_on_pool.py; the study sets the size itself)
+    # and batch 16 at 10 a class (read off the test study bs16-10's val_acc; RESULTS "Batch 16 at 10 a class")
     for size, epochs in ((10, 1600), (50, 640), (100, 320)):  # CutMix at every size
         recipe = f"model.name=airnet tta=flip-shift-diagonal data.policy=autoaugment epochs={epochs} data.cutmix=1.0 data.mix_prob=0.5"
+        recipe += " batch_size=16" if size == 10 else ""
         candidate = Method("x", tuple(recipe.split()))
         tuned = cell_config(base, Cell(methods["none-strong-airnet"], size, 2))
         assert tuned == cell_config(base, Cell(candidate, size, 2)) and tuned.epochs == epochs, size
