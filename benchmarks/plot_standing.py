@@ -26,7 +26,7 @@ ROWS = {
         10: ("study-results.csv", "none-airnet"), 50: ("study-results.csv", "none-airnet"),
         100: ("study-results.csv", "none-airnet")},
     "airnet from scratch, tuned on the pool (none-strong-airnet)": {
-        10: ("study-cutmix1600-10-diagonal-results.csv", "none-strong-airnet"),
+        10: ("study-bs16-10-results.csv", "none-strong-airnet"),
         50: ("study-e640-50-diagonal-results.csv", "none-strong-airnet"),
         100: ("study-cutmix320-100-diagonal-results.csv", "none-strong-airnet")},
     "the bank's best, chosen on the pool": {
