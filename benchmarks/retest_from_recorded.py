@@ -7,9 +7,10 @@ run folders (weights, config.yaml) are gone and only the reads' figures survive,
         --data cifar10 --override threads=1 -o benchmarks/results/study-e640-50-diagonal-results.csv
 
 `retest_with_tta.py` does the same from the run folders and tta_on_pool.py's CSVs; use it while they
-exist. Here each row's config is rebuilt as `filterprior study` builds it (the packaged small-data recipe,
---data, the --override keys, then the method of the methods file at that size and split) and must give
-back the hashes the source file records for the row's own TTA mode, so a wrong rebuild stops the script;
+exist. Here each row's config is rebuilt by `filterprior study`'s own code from the study arguments given
+(--data, --override, --epochs-by-size, --methods-file: the command line's keys beat the method's, as in the
+study) and must give back the hashes the source file records for the row's own TTA mode, so a wrong rebuild
+stops the script;
 the rows are then written with the given accuracies (percent, in split-seed order) and the hashes a study
 testing with `--tta` records.
 """
@@ -21,7 +22,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from filterprior.config import TTA_MODES, apply_overrides, load_config, packaged_config
+from filterprior.commands.study import add_study_arguments, base_config_from_args, command_line_keys, parse_epochs_by_size
+from filterprior.config import TTA_MODES
 from filterprior.errors import UserError
 from filterprior.results import read_results_csv, write_results_csv
 from filterprior.study.grid import Cell, cell_config, cell_hash, recipe_hash
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--test", required=True, help="test accuracies, percent, in split-seed order")
     parser.add_argument("--data", default="cifar10", help="the study's --data")
     parser.add_argument("--override", action="append", default=[], help="a key=value the study command gave")
+    parser.add_argument("--epochs-by-size", help="the study's --epochs-by-size, e.g. 50=640")
     parser.add_argument("--methods-file", type=Path, help="the study's --methods-file (default: the bundled one)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="results.csv to write (must not exist)")
     args = parser.parse_args()
@@ -62,14 +65,16 @@ def main() -> None:
             raise UserError(f"{args.results}: no run of {args.method} at {args.size} images a class")
         val, test = (percentages(getattr(args, k), f"--{k}", len(rows)) for k in ("val", "test"))
         method = load_methods(args.methods_file)[args.method]
-        base = load_config(packaged_config("small-data.yaml"))
-        base = apply_overrides(dataclasses.replace(base, data=dataclasses.replace(base.data, dataset=args.data)),
-                               args.override)
+        study = add_study_arguments(argparse.ArgumentParser()).parse_args(
+            ["--data", args.data, *(["--epochs-by-size", args.epochs_by_size] if args.epochs_by_size else []),
+             *args.override])
+        base, keys, epochs_by_size = base_config_from_args(study), command_line_keys(study), \
+            parse_epochs_by_size(study.epochs_by_size)
         out = []
         for row, v, t in zip(rows, val, test):
-            cfg = cell_config(base, Cell(method, args.size, row.split_seed))
+            cfg = cell_config(base, Cell(method, args.size, row.split_seed), epochs_by_size, keys)
             recorded = as_recorded(row, cfg)
-            if cell_hash(recorded) != row.config_hash or recipe_hash(recorded) != row.recipe_hash:
+            if recorded is None or recipe_hash(recorded) != row.recipe_hash:
                 raise UserError(f"{args.results}, split {row.split_seed}: the rebuilt config does not give back the "
                                 f"recorded hashes ({row.config_hash}, {row.recipe_hash}); check --data, --override "
                                 f"and the methods file")
@@ -83,13 +88,13 @@ def main() -> None:
 
 
 def as_recorded(row, cfg):
-    """The rebuilt config with the TTA mode the source row was tested with: the methods file may have moved on
-    since, so every recorded TTA mode is tried and the one that gives back the row's hash is kept."""
+    """The rebuilt config with the TTA mode the source row was tested with (the methods file may have moved on
+    since): the one of TTA_MODES that gives back the row's config hash; None when none does."""
     for tta in TTA_MODES:
         candidate = dataclasses.replace(cfg, tta=tta)
         if cell_hash(candidate) == row.config_hash:
             return candidate
-    return cfg
+    return None
 
 
 if __name__ == "__main__":

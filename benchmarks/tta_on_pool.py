@@ -4,8 +4,8 @@
         runs/study-cifar10/finetune-airnet/n100/split0 runs/study-cifar10/finetune-airnet/n100/split1 ...
 
 For each run directory: its saved weights, its own config and split, accuracy on its own pool with each
-TTA mode (none, flip, and flip-shift once for each shift in --shifts). Used to decide, on the pool only,
-how a recipe should test. `--test` reads the test set instead, for the one choice the pool made; every
+TTA mode (none, flip, flip-shift at each of --shifts, flip-shift-diagonal at each of --diagonals). Used to
+decide, on the pool only, how a recipe should test. `--test` reads the test set instead, for the one choice the pool made; every
 row says which set it read. Each view's logits are computed once and shared by the modes that use them
 (flip-shift's ten views include flip's two), at batch 100 with the model in channels-last memory too
 (2.2x faster than batch 500 on one CPU thread); each library mode's average is then what
