@@ -188,6 +188,16 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
         assert tuned == cell_config(base, Cell(candidate, size, 2)) and tuned.epochs == epochs, size
 
 
+def test_the_readme_shows_the_bundled_tuned_recipe(tmp_path):
+    # The README's per-size recipe example says it is the bundled none-strong-airnet, copied by hand: it must
+    # not drift from methods.yaml when a size's recipe changes.
+    lines = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    none-strong-airnet:"))
+    block = lines[start:lines.index("", start)]
+    (tmp_path / "readme.yaml").write_text("\n".join(line[4:] for line in block) + "\n")
+    assert load_methods(tmp_path / "readme.yaml")["none-strong-airnet"] == load_methods()["none-strong-airnet"]
+
+
 def test_unknown_method_lists_the_known_ones(methods_file):
     with pytest.raises(UserError, match="unknown method 'bogus'.*none, l2, gaussian"):
         select_methods(load_methods(methods_file), ["none", "bogus"])
