@@ -20,6 +20,7 @@ import csv
 import os
 import re
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,9 +85,12 @@ def create_with_header(results: Path) -> None:
     if results.exists():
         return
     results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_name(f".{results.name}.{os.getpid()}.tmp")
+    # A name of its own per call (not per process: threads of one process race too, and one would
+    # delete the file another is about to link).
+    fd, name = tempfile.mkstemp(dir=results.parent, prefix=f".{results.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        with tmp.open("w", newline="") as handle:
+        with os.fdopen(fd, "w", newline="") as handle:
             csv.writer(handle).writerow(COLUMNS)
         os.link(tmp, results)
     except FileExistsError:

@@ -65,16 +65,21 @@ def test_sweeps_starting_at_once_on_a_new_results_file_write_one_header(tmp_path
     create = runpy.run_path(str(BENCHMARKS / "tune_small_data.py"))["create_with_header"]
     results = tmp_path / "new" / "tuning.csv"
     start = threading.Barrier(8)
+    failures: list[BaseException] = []
 
     def race() -> None:
         start.wait()
-        create(results)
+        try:
+            create(results)
+        except BaseException as error:  # a thread's exception would otherwise be only a pytest warning
+            failures.append(error)
 
     threads = [threading.Thread(target=race) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert failures == []
     assert results.read_text().splitlines() == ["date,tag,candidate,overrides,split_seed,val_acc,wall_time_s"]
     assert [p.name for p in results.parent.iterdir()] == ["tuning.csv"]  # no temporary file left
     results.write_text(results.read_text() + "a row\n")
