@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import re
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from filterprior.config import apply_overrides, load_config, packaged_config
 from filterprior.train import train
+from filterprior.utils import atomic_path
 
 RESULTS = Path(__file__).parent / "results" / "tuning.csv"
 COLUMNS = ["date", "tag", "candidate", "overrides", "split_seed", "val_acc", "wall_time_s"]
@@ -84,19 +83,11 @@ def create_with_header(results: Path) -> None:
     sweep ever reads or appends to a file without one."""
     if results.exists():
         return
-    results.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own per call (not per process: threads of one process race too, and one would
-    # delete the file another is about to link).
-    fd, name = tempfile.mkstemp(dir=results.parent, prefix=f".{results.name}.", suffix=".tmp")
-    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with atomic_path(results, replace=False) as tmp, tmp.open("w", newline="") as handle:
             csv.writer(handle).writerow(COLUMNS)
-        os.link(tmp, results)
     except FileExistsError:
         pass  # another sweep created it first
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def recorded(results: Path) -> dict[tuple[str, str, str, str], dict[str, float]]:

@@ -15,7 +15,7 @@ from filterprior.commands import build_parser, main
 from filterprior.config import TrainConfig, apply_overrides, validate_config
 from filterprior.data.pipeline import with_absolute_data_paths
 from filterprior.errors import UserError
-from filterprior.utils import atomic_write_text
+from filterprior.utils import atomic_path, atomic_write_text
 
 QUICK = ["--quiet", "--data", "mini", "--model", "mynet-small", "--epochs", "1", "--threads", "1",
          "batch_size=16", "filter_pictures=false"]
@@ -132,6 +132,21 @@ def test_train_out_that_is_a_file_is_refused(tmp_path, capsys):
 def test_atomic_write_onto_a_directory_names_it(tmp_path):
     with pytest.raises(UserError, match=f"{tmp_path} is a directory"):
         atomic_write_text(tmp_path, "text")
+
+
+def test_atomic_create_leaves_an_existing_file_alone(tmp_path):
+    # replace=False: a new file appears whole, with the permissions of any atomic write; an existing one
+    # is never overwritten (FileExistsError) and no temporary file is left either way.
+    made = tmp_path / "made.txt"
+    with atomic_path(made, replace=False) as tmp:
+        tmp.write_text("first")
+    atomic_write_text(tmp_path / "replaced.txt", "x")
+    assert made.read_text() == "first"
+    assert made.stat().st_mode == (tmp_path / "replaced.txt").stat().st_mode
+    with pytest.raises(FileExistsError), atomic_path(made, replace=False) as tmp:
+        tmp.write_text("second")
+    assert made.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["made.txt", "replaced.txt"]
 
 
 def test_report_output_that_is_a_directory(finished_run, tmp_path, capsys):

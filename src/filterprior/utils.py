@@ -19,11 +19,13 @@ from filterprior.errors import UserError
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     A crash or an exception inside the block leaves `path` untouched and removes the temporary file,
-    so readers never see a half-written file.
+    so readers never see a half-written file. replace=False creates `path` only if it does not exist
+    (a hard link, which fails with FileExistsError if another writer got there first), so of several
+    writers racing to create one file exactly one wins and none overwrites it.
     """
     path = Path(path)
     if path.is_dir():  # os.replace would fail late with IsADirectoryError
@@ -39,7 +41,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         # mkstemp makes 0600 (and some writers recreate the file): give it the usual permissions.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        if replace:
+            os.replace(tmp_path, path)
+        else:
+            os.link(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
