@@ -39,7 +39,9 @@ import atexit
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -129,12 +131,13 @@ def leave() -> None:
     """The end of a job that went well on every rank: wait for all ranks, then leave the group now, while the
     interpreter is whole.
 
-    Why: gloo's worker thread drops a finished collective (the last `share_from_main` broadcast) after the
-    caller's wait returns, and dropping its Python-made tensor needs the GIL. If the main thread meanwhile
-    runs on into interpreter shutdown, that thread finds the interpreter gone and the process aborts
-    ("terminate called without an active exception", exit -6; seen in ~1 of 5 two-process runs on 2 busy
-    cores, core dump: AsyncBroadcastWork::~AsyncBroadcastWork -> take_gil -> pthread_exit). The barrier's
-    wait releases the GIL, so the worker finishes first (an upstream fix, pytorch PR 179291, was abandoned)."""
+    Why: a gloo worker thread drops a finished collective's tensors a moment after the caller's wait
+    returns, and dropping a tensor made in Python needs the GIL. If the main thread meanwhile runs on into
+    interpreter shutdown, that thread finds the interpreter gone and the process aborts ("terminate called
+    without an active exception", exit -6; core dump: AsyncBroadcastWork::~AsyncBroadcastWork -> take_gil ->
+    pthread_exit). Hence the objects rank 0 shares (`run_on_main`, `share_from_main`, the last words of a
+    run) go through the group's store, not a collective, and the barrier here (its tensor made in C++)
+    is the last collective. An upstream fix, pytorch PR 179291, was abandoned."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     shutdown()
@@ -202,26 +205,34 @@ def run_on_main(fn: Callable[[], T]) -> T:
     rank with the same message (so all exit 2 together instead of the others waiting for a timeout)."""
     if not ranks().distributed:
         return fn()
-    box: list[Any] = [None]
+    outcome: tuple[str, Any] | None = None
     if ranks().main:
         try:
-            box[0] = ("ok", fn())
+            outcome = ("ok", fn())
         except UserError as exc:
-            box[0] = ("error", str(exc))
-    dist.broadcast_object_list(box, src=0)
-    kind, value = box[0]
+            outcome = ("error", str(exc))
+    kind, value = share_from_main(outcome)
     if kind == "error":
         raise UserError(value)
     return value
 
 
+_shares = itertools.count()  # every rank shares in the same order, so the n-th share has the same key
+
+
 def share_from_main(value: T) -> T:
-    """Rank 0's `value` on every rank (the others pass anything, e.g. None)."""
+    """Rank 0's `value` on every rank (the others pass anything, e.g. None), pickled through the group's
+    key-value store: no tensor, so nothing for a gloo worker to drop after the interpreter ends (`leave`).
+    The others wait up to the group's timeout; a peer gone before it shares is a DistStoreError, which
+    `peers_explained` puts in one line."""
     if not ranks().distributed:
         return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    store = dist.distributed_c10d._get_default_store()
+    key = f"filterprior/share/{next(_shares)}"
+    if ranks().main:
+        store.set(key, pickle.dumps(value))
+        return value
+    return pickle.loads(store.get(key))
 
 
 def describe() -> dict[str, Any]:
