@@ -368,3 +368,44 @@ def _sum_worker(rank: int, store: str) -> None:
         out.write_text(json.dumps({"sums": sums, "correct": correct, "seen": seen}))
     finally:
         dist.destroy_process_group()
+
+
+def test_rank_zeros_objects_and_errors_reach_every_rank_in_order(tmp_path):
+    """share_from_main and run_on_main in a real 2-process gloo group: each rank gets rank 0's values, in the
+    order shared, and rank 0's UserError with its words; they go through the group's store, not a collective
+    (a collective's Python-made tensor, dropped by a gloo thread after exit, aborted torchrun jobs)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_share_worker, args=(str(tmp_path / "store"),), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {
+            "first": {"test_acc": 0.5}, "second": [1, 2], "error": "rank 0 refused: bad --out", "ran": rank == 0}
+
+
+def _share_worker(rank: int, store: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+
+        def no_collective(*args, **kwargs):
+            raise AssertionError("a collective was started to share an object")
+
+        for name in ("broadcast_object_list", "broadcast", "all_gather_object", "scatter_object_list"):
+            setattr(dist, name, no_collective)  # this spawned process's own module; the test's is untouched
+        calls = []
+        first = distributed.share_from_main({"test_acc": 0.5} if rank == 0 else None)
+        second = distributed.share_from_main([1, 2] if rank == 0 else "ignored")
+
+        def refuse():
+            calls.append(rank)
+            raise UserError("rank 0 refused: bad --out")
+
+        with pytest.raises(UserError) as refused:
+            distributed.run_on_main(refuse)
+        out = Path(store).parent / f"rank{rank}.json"
+        out.write_text(json.dumps({"first": first, "second": second, "error": str(refused.value),
+                                   "ran": calls == [rank]}))
+    finally:
+        dist.destroy_process_group()
