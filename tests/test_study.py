@@ -159,10 +159,11 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     pool["l2sp-strong-airnet"] = pool["l2sp-strong-airnet"].replace("tta=flip ", "tta=flip-shift ")
     base, methods = TrainConfig(seed=3), load_methods()
     # what the pool chose beyond the candidate, per size (benchmarks/RESULTS.md, rules fixed before the runs):
-    # L2-SP 800 epochs at 10 a class and λ 1e-2 at 50 and 100 (tags bank50-prior-all, bank100-prior-all),
+    # L2-SP 800 epochs and λ 0.1 at 10 a class (tag bank10-lambda) and λ 1e-2 at 50 and 100 (tags bank50-prior-all,
+    # bank100-prior-all),
     # L2-SP's Adam lr 4e-3 at 50 a class and 2e-3 at 100 (tag bank-lr), fine-tuning 160 epochs at 50; elsewhere
     # the candidates' own epochs (the base's at 10, 80 above it)
-    chosen_at = {("l2sp-strong-airnet", 10): ["epochs=800"],
+    chosen_at = {("l2sp-strong-airnet", 10): ["epochs=800", "prior.weight=0.1"],
                  ("l2sp-strong-airnet", 50): ["prior.weight=0.01", "epochs=80", "optim.lr=4e-3"],
                  ("l2sp-strong-airnet", 100): ["prior.weight=0.01", "epochs=80", "optim.lr=2e-3"],
                  ("finetune-strong-airnet", 50): ["epochs=160"]}
