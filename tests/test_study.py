@@ -449,14 +449,14 @@ def test_summary_math_matches_hand_computed_values(tmp_path):
         (10, "none"), (10, "gaussian"), (10, "l2"), (20, "l2")]
     by_key = {(s.images_per_class, s.method): s for s in summary}
     gaussian, l2, l2_20 = by_key[10, "gaussian"], by_key[10, "l2"], by_key[20, "l2"]
-    assert gaussian.n == 2 and gaussian.test_mean == pytest.approx(0.47)
-    assert gaussian.test_std == pytest.approx(math.sqrt(0.0008))
+    assert gaussian.n == 2 and gaussian.acc_mean == pytest.approx(0.47)
+    assert gaussian.acc_std == pytest.approx(math.sqrt(0.0008))
     # Paired over the shared splits 0 and 1: differences 0.05 and 0.07 (tests/test_study_stats.py has more).
     assert gaussian.gain.paired and gaussian.gain.mean == pytest.approx(0.06)
     assert gaussian.gain_se == pytest.approx(0.01) and (gaussian.gain.up, gaussian.gain.pairs) == (2, 2)
     assert gaussian.wall_mean == pytest.approx(10.5) and gaussian.val_mean == pytest.approx(0.5)
     assert by_key[10, "none"].gain is None and by_key[10, "none"].gain_se is None
-    assert l2.test_std is None and l2.gain.mean == pytest.approx(0.01)  # split 0: 0.41 against 0.40
+    assert l2.acc_std is None and l2.gain.mean == pytest.approx(0.01)  # split 0: 0.41 against 0.40
     assert l2.gain_se is None  # one pair has no spread
     assert l2_20.gain is None and l2_20.val_mean is None  # no baseline at that size, no validation pool
 
@@ -611,3 +611,24 @@ def test_a_method_named_after_a_model_gains_over_that_models_own_baseline():
     assert baseline_of("none-strong-airnet", tuned) == "none-airnet"
     assert baseline_of("strong-airnet", tuned) == "none-airnet"
     assert baseline_of("none-airnet", tuned) == baseline_of("none", tuned) == "none"
+
+
+def test_hide_test_shows_the_pool_only_until_the_same_study_runs_without_it(tmp_path, methods_file, capsys):
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--sizes", "3", "--methods-file", str(methods_file), "--split-seeds", "1-2",
+            "--workers", "1"]
+    assert study_main(parse(argv + ["--hide-test"]), train_fn=fake_train) == 0
+    shown = capsys.readouterr().out + (out / "summary.md").read_text()
+    rows = read_results_csv(out / "results.csv")
+    assert len(rows) == 6 and all(r.test_acc != r.val_acc for r in rows)  # results.csv keeps test accuracy
+    for row in rows:  # fake_train's test accuracies (all distinct from the pool's) appear nowhere
+        assert f"{100 * row.test_acc:.2f}" not in shown
+    assert f"{100 * rows[0].val_acc:.2f}" in shown and "validation pool only" in shown
+    assert "test" not in next(line for line in shown.splitlines() if line.startswith("gaussian "))  # cell line
+    # Without the flag nothing retrains, and the tables show test accuracy.
+    assert study_main(parse(argv), train_fn=fake_train) == 0
+    assert len(calls(out)) == 6
+    summary = (out / "summary.md").read_text()
+    assert "validation pool only" not in summary and "| test acc (%) |" in summary
+    gaussian = [r.test_acc for r in rows if r.method == "gaussian"]
+    assert f"{100 * sum(gaussian) / 2:.2f}" in summary

@@ -101,7 +101,7 @@ def test_runs_of_different_configs_are_shown_apart_never_averaged(tmp_path):
     summary = summarize(mixed)
     gaussian = [s for s in summary if s.method == "gaussian"]
     assert [(s.label, s.n) for s in gaussian] == [("gaussian [aaa]", 3), ("gaussian [bbb]", 2)]
-    assert gaussian[0].test_mean == pytest.approx(np.mean([0.45, 0.44, 0.50]))
+    assert gaussian[0].acc_mean == pytest.approx(np.mean([0.45, 0.44, 0.50]))
     assert gaussian[1].gain.mean == pytest.approx((-0.01 + 0.05) / 2)  # paired over splits 3, 4 only
     text = summary_markdown(mixed)
     assert "Runs of different configs are never averaged." in text and "config): gaussian at 10 images per class." in text
@@ -140,3 +140,26 @@ def test_html_report_shows_the_paired_columns(tmp_path):
     assert header[:9] == ["images/class", "method", "n", "test acc (%)", "val acc (%)", "gain (pp)",
                           "95% CI (pp)", "splits up", "wall time (s)"]
     assert "+3.40 ± 1.29" in text and "4/5" in text and "t(0.975, k−1)" in text
+
+
+def test_a_pool_only_summary_pairs_the_validation_accuracy_and_shows_no_test_figure():
+    # Test and pool move differently here, so a figure read off the wrong column shows.
+    base_val, method_val = [0.30, 0.33, 0.35], [0.36, 0.32, 0.39]  # per split: +6, -1, +4 points on the pool
+    base = [ResultRow("none", 10, s, t, v, 1.0, f"h{s}", f"none/n10/split{s}", "r1")
+            for s, (t, v) in enumerate(zip(BASE, base_val))]
+    method = [ResultRow("gaussian", 10, s, t, v, 1.0, f"h{s}", f"gaussian/n10/split{s}", "r1")
+              for s, (t, v) in enumerate(zip(METHOD, method_val))]
+    no_pool = [ResultRow("l2", 10, 0, 0.47, None, 1.0, "h", "l2/n10/split0", "r1")]
+    summary = summarize(base + method + no_pool, metric="val")
+    assert [s.method for s in summary] == ["none", "gaussian"]  # a run without a pool accuracy is left out
+    gaussian = summary[1]
+    assert gaussian.acc_mean == pytest.approx(np.mean(method_val)) and gaussian.metric == "val"
+    assert gaussian.gain.mean == pytest.approx(0.03) and gaussian.gain.up == 2  # (6 - 1 + 4) / 3 points
+    text = summary_markdown(base + method + no_pool, metric="val")
+    assert "validation pool only" in text and "| val acc (%) | gain on val (pp) |" in text
+    assert f"| gaussian | 3 | {100 * np.mean(method_val):.2f} ± " in text
+    for row in base + method + no_pool:  # no test accuracy, nor a mean or gain of test accuracies
+        assert f"{100 * row.test_acc:.2f}" not in text
+    assert f"{100 * np.mean(METHOD[:3]):.2f}" not in text and "test acc (%)" not in text
+    with pytest.raises(ValueError, match="metric 'train'"):
+        summarize(base, metric="train")

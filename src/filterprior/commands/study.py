@@ -60,6 +60,11 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "deleted); without it the study refuses and lists them")
     parser.add_argument("--quiet", action="store_true",
                         help="no line per finished cell or progress; the final summary table is still printed")
+    parser.add_argument("--hide-test", action="store_true",
+                        help="for tuning on the validation pool: the cell lines, summary.md, accuracy.png and the "
+                             "final table show the pool's accuracy and paired gains only, never test accuracy "
+                             "(results.csv still records it). Run the same command without it, once the choice is "
+                             "made, to show the test column (nothing retrains)")
     parser.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, mini, or a folder / archive path")
     parser.add_argument("--data-root", metavar="DIR", help="where datasets are found or downloaded")
     parser.add_argument("--epochs", metavar="N", help="training epochs per cell")
@@ -188,6 +193,7 @@ def study_main(args: argparse.Namespace, train_fn=None) -> int:
             command_line_keys=command_line_keys(args),
             workers_per_device=None if getattr(args, "workers_per_device", None) is None
             else parse_int(args.workers_per_device, "--workers-per-device", minimum=1),
+            hide_test=getattr(args, "hide_test", False),
         )
     except StudyFailed as exc:
         _print_summary(exc.results_csv.parent)

@@ -214,17 +214,23 @@ def read_confusion_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 # -------------------------------------------------------------------------------- accuracy vs size
 
 
-def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
+_ACCURACY_OF = {"test": "test accuracy", "val": "validation-pool accuracy"}
+
+
+def _accuracy_vs_size_figure(results_csv: str | os.PathLike, metric: str = "test"):
     rows = read_results_csv(results_csv)
     if not rows:
         raise UserError(f"{results_csv}: no finished runs to plot")
-    table = summarize(rows)  # the same means and stds as summary.md and the HTML table
+    table = summarize(rows, metric=metric)  # the same means and stds as summary.md and the HTML table
+    if not table:
+        raise UserError(f"{results_csv}: no run has a validation-pool accuracy to plot")
+    what = _ACCURACY_OF[metric]
     order = order_methods(r.method for r in rows)
     # One line (or bar) per table label: a method with runs of several configs is shown apart, never averaged.
     methods = [label for _, label in sorted({(order.index(s.method), s.label or s.method) for s in table})]
     sizes = sorted({r.images_per_class for r in rows})
     if len(sizes) == 1:
-        return _accuracy_bars_figure(table, methods, sizes[0])
+        return _accuracy_bars_figure(table, methods, sizes[0], what)
     from matplotlib import colormaps
 
     fig = new_figure(8.5, 4.8)
@@ -234,8 +240,8 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
         offset = 1 + 0.03 * (index - (len(methods) - 1) / 2)
         cells = [s for s in table if (s.label or s.method) == method]
         xs = [s.images_per_class * offset for s in cells]
-        means = [100 * s.test_mean for s in cells]
-        stds = [0.0 if s.test_std is None else 100 * s.test_std for s in cells]  # one seed: no bar
+        means = [100 * s.acc_mean for s in cells]
+        stds = [0.0 if s.acc_std is None else 100 * s.acc_std for s in cells]  # one seed: no bar
         # matplotlib's default cycle has 10 colours: past them, tab20's and a marker tell methods apart.
         colour = f"C{index}" if len(methods) <= 10 else colormaps["tab20"](index % 20)
         ax.errorbar(xs, means, yerr=stds, label=method, color=colour, marker="os^Dv"[index // 10 % 5],
@@ -244,20 +250,20 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike):
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.minorticks_off()
     ax.set_xlabel("images per class (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("test accuracy: mean ± std over split seeds")
+    ax.set_ylabel(f"{what} (%)")
+    ax.set_title(f"{what}: mean ± std over split seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, off the data
     fig.tight_layout()
     return fig
 
 
-def _accuracy_bars_figure(table, methods: list[str], size: int):
-    """One size only: a bar per method (mean test accuracy), error bars the std over split seeds."""
+def _accuracy_bars_figure(table, methods: list[str], size: int, what: str = "test accuracy"):
+    """One size only: a bar per method (mean accuracy), error bars the std over split seeds."""
     cells = {s.label or s.method: s for s in table if s.images_per_class == size}
-    means = [100 * cells[m].test_mean for m in methods]
-    stds = [0.0 if cells[m].test_std is None else 100 * cells[m].test_std for m in methods]  # one seed: none
-    spread = any(cells[m].test_std is not None for m in methods)
+    means = [100 * cells[m].acc_mean for m in methods]
+    stds = [0.0 if cells[m].acc_std is None else 100 * cells[m].acc_std for m in methods]  # one seed: none
+    spread = any(cells[m].acc_std is not None for m in methods)
     fig = new_figure(max(4.5, 1.1 * len(methods) + 2.5), 4.8)
     ax = fig.subplots()
     xs = np.arange(len(methods))
@@ -267,20 +273,21 @@ def _accuracy_bars_figure(table, methods: list[str], size: int):
     ax.set_xticks(xs, methods, rotation=30 if len(methods) > 6 else 0, ha="right" if len(methods) > 6 else "center")
     ax.set_ylim(0, max(m + s for m, s in zip(means, stds)) * 1.15 or 1)
     ax.set_xlabel("method")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{what} (%)")
     how = "mean ± std over split seeds" if spread else "one split seed each: no error bars"
-    ax.set_title(f"test accuracy at {size} images per class\n{how}", fontsize=10)
+    ax.set_title(f"{what} at {size} images per class\n{how}", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
 
 
-def plot_accuracy_vs_size(results_csv: str | os.PathLike, path: str | os.PathLike) -> Path:
+def plot_accuracy_vs_size(results_csv: str | os.PathLike, path: str | os.PathLike, metric: str = "test") -> Path:
     """Mean test accuracy per method against images per class (log x), error bars: std over seeds.
 
     With a single images-per-class size there is no x axis to speak of: one bar per method instead.
+    `metric` "val": the validation pool's accuracy instead (a study run with --hide-test).
     """
-    return save_figure(_accuracy_vs_size_figure(results_csv), path)
+    return save_figure(_accuracy_vs_size_figure(results_csv, metric), path)
 
 
 def accuracy_vs_size_png_bytes(results_csv: str | os.PathLike) -> bytes:

@@ -148,7 +148,7 @@ def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> d
         return None
     size = min(r.images_per_class for r in rows)
     at_size = [s for s in summary if s.images_per_class == size and s.method != BASELINE]
-    best = max(at_size, key=lambda s: s.test_mean).method if at_size else None
+    best = max(at_size, key=lambda s: s.acc_mean).method if at_size else None
     methods = [m for m in (BASELINE, best) if m is not None]
     seeds_by_method = [{r.split_seed for r in rows if r.method == m and r.images_per_class == size}
                        for m in methods]
@@ -167,9 +167,9 @@ def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
     # The cells come from results.summary_cells, as in summary.md: the two can never disagree.
     best_at: dict[int, float] = {}
     for s in summary:
-        best_at[s.images_per_class] = max(best_at.get(s.images_per_class, -math.inf), s.test_mean)
+        best_at[s.images_per_class] = max(best_at.get(s.images_per_class, -math.inf), s.acc_mean)
     rows = [[s.images_per_class, *summary_cells(s)] for s in summary]
-    classes = ["best" if s.test_mean == best_at[s.images_per_class] else "" for s in summary]
+    classes = ["best" if s.acc_mean == best_at[s.images_per_class] else "" for s in summary]
     page.add("<h2>Results</h2>")
     page.add(f'<p class="note">{esc(SUMMARY_LEGEND)} Bold: best mean test accuracy at that size.</p>')
     note = mixed_recipes_note(summary)

@@ -11,10 +11,12 @@ reaches everything public.
 """
 
 from filterprior.results.markdown import (
+    HIDDEN_TEST_NOTE,
     SUMMARY_HEADER,
     SUMMARY_LEGEND,
     percent,
     summary_cells,
+    summary_header,
     summary_markdown,
     write_summary,
 )
@@ -32,6 +34,7 @@ from filterprior.results.rows import (
 )
 from filterprior.results.summary import (
     BASELINE,
+    METRICS,
     SummaryRow,
     baseline_of,
     gain_with_se,
@@ -42,8 +45,8 @@ from filterprior.results.summary import (
 from filterprior.stats import mean_std  # re-exported: callers took it from here
 
 __all__ = [
-    "BASELINE", "CELL_FILE", "METRICS_FILE", "OPTIONAL_COLUMNS", "RESULT_COLUMNS", "SUMMARY_HEADER", "SUMMARY_LEGEND",
+    "BASELINE", "CELL_FILE", "HIDDEN_TEST_NOTE", "METRICS", "METRICS_FILE", "OPTIONAL_COLUMNS", "RESULT_COLUMNS", "SUMMARY_HEADER", "SUMMARY_LEGEND",
     "ResultRow", "SummaryRow", "baseline_of", "collect_results", "gain_with_se", "mean_std", "mixed_recipes_note",
     "order_methods", "percent", "read_finished_cell", "read_results_csv", "results_csv_text", "summarize",
-    "summary_cells", "summary_markdown", "write_results_csv", "write_summary",
+    "summary_cells", "summary_header", "summary_markdown", "write_results_csv", "write_summary",
 ]

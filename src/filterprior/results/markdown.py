@@ -46,8 +46,23 @@ SUMMARY_LEGEND = (
 )
 
 
+# A summary of the validation pool only (study --hide-test): the accuracy column is the pool's, so no val column.
+VAL_SUMMARY_HEADER = ["method", "n", "val acc (%)", "gain on val (pp)", "95% CI (pp)", "splits up", "wall time (s)"]
+HIDDEN_TEST_NOTE = (
+    "Test accuracy hidden (study --hide-test): every figure here is the validation pool's, the gains paired "
+    "over split seeds as below but on the pool, for choosing a recipe without seeing the test set. results.csv "
+    "records each run's test accuracy; run the same study again without --hide-test (nothing retrains) to show "
+    "it once the choice is made."
+)
+
+
+def summary_header(metric: str = "test") -> list[str]:
+    """The table's column names for a summary of `metric` (summarize's): test, or the validation pool only."""
+    return VAL_SUMMARY_HEADER if metric == "val" else SUMMARY_HEADER
+
+
 def summary_cells(s: SummaryRow) -> list[str]:
-    """The row's cells under SUMMARY_HEADER; summary.md and the HTML report both show exactly these."""
+    """The row's cells under summary_header(s.metric); summary.md and the HTML report both show exactly these."""
     g = s.gain
     if g is None:
         gain = interval = up = "—"
@@ -55,17 +70,23 @@ def summary_cells(s: SummaryRow) -> list[str]:
         gain = f"{_signed(g.mean)} ± {'n/a' if g.se is None else percent(g.se)}"
         interval = "—" if g.low is None else f"[{_signed(g.low)}, {_signed(g.high)}]"
         up = f"{g.up}/{g.pairs}" if g.paired else "unpaired"
-    return [s.label or s.method, str(s.n), _pm(s.test_mean, s.test_std), percent(s.val_mean), gain, interval,
-            up, f"{s.wall_mean:.1f}"]
+    val = [] if s.metric == "val" else [percent(s.val_mean)]  # a pool-only summary's accuracy is the pool's
+    return [s.label or s.method, str(s.n), _pm(s.acc_mean, s.acc_std), *val, gain, interval, up,
+            f"{s.wall_mean:.1f}"]
 
 
-def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None) -> str:
+def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None,
+                     metric: str = "test") -> str:
+    """summary.md's text; `metric` "val": the validation pool's figures only, test accuracy nowhere."""
     lines = ["# Study summary", "", SUMMARY_LEGEND]
+    if metric == "val":
+        lines = ["# Study summary: validation pool only", "", HIDDEN_TEST_NOTE, "", SUMMARY_LEGEND]
     if baseline:
         lines += ["", f"Every gain here is over `{baseline}` (not each method's own baseline)."]
     if not rows:
         return "\n".join(lines + ["", "No finished runs yet.", ""])
-    summary = summarize(rows, method_order, baseline)
+    summary = summarize(rows, method_order, baseline, metric)
+    header = summary_header(metric)
     note = mixed_recipes_note(summary)
     if note:
         lines += ["", note]
@@ -77,14 +98,14 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
                 "",
                 f"## {current} images per class",
                 "",
-                "| " + " | ".join(SUMMARY_HEADER) + " |",
-                "|---|" + "---:|" * (len(SUMMARY_HEADER) - 1),
+                "| " + " | ".join(header) + " |",
+                "|---|" + "---:|" * (len(header) - 1),
             ]
         lines.append("| " + " | ".join(summary_cells(s)) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_summary(rows: Sequence[ResultRow], path: str | Path, method_order: Sequence[str] = (),
-                  baseline: str | None = None) -> Path:
-    atomic_write_text(path, summary_markdown(rows, method_order, baseline))
+                  baseline: str | None = None, metric: str = "test") -> Path:
+    atomic_write_text(path, summary_markdown(rows, method_order, baseline, metric))
     return Path(path)

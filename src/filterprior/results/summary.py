@@ -11,6 +11,9 @@ from filterprior.results.rows import ResultRow
 from filterprior.stats import Gain, mean_std, paired_gain, unpaired_gain
 
 BASELINE = "none"
+# What a summary averages and pairs: the test set, or the validation pool for a study that tunes and must
+# not show test accuracy (`filterprior study --hide-test`).
+METRICS = ("test", "val")
 
 
 def baseline_of(method: str, methods: Iterable[str]) -> str:
@@ -43,13 +46,14 @@ class SummaryRow:
     images_per_class: int
     method: str
     n: int
-    test_mean: float  # fractions, as in results.csv
-    test_std: float | None
+    acc_mean: float  # accuracy on `metric`'s set (test unless summarize was asked for val), fractions as in results.csv
+    acc_std: float | None
     val_mean: float | None
-    gain: Gain | None  # over its baseline (baseline_of) at the same size; None for `none` or without it
+    gain: Gain | None  # over its baseline (baseline_of) at the same size, on `metric`; None for `none` or without it
     wall_mean: float
     recipe: str = ""  # the runs' recipe hash (all equal: runs of different configs are never averaged)
     label: str = ""  # the method's name, with its recipe hash when the method has several at this size
+    metric: str = "test"  # which set acc_mean and gain read: "test", or "val" (the validation pool)
 
     @property
     def gain_se(self) -> float | None:
@@ -62,14 +66,24 @@ def order_methods(methods: Iterable[str], preferred: Sequence[str] = ()) -> list
     return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
 
 
-def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None) -> list[SummaryRow]:
+def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = (), baseline: str | None = None,
+              metric: str = "test") -> list[SummaryRow]:
     """One row per (images per class, method, recipe): sizes ascending, methods as order_methods puts them.
 
     Runs whose configs differ (another recipe hash) are never averaged: a method with runs of several
     configs at one size gets one row per config, labelled with its recipe hash, and a method whose
     baseline has several configs at that size gets no gain (which baseline would it be?). `baseline`: one
-    method every other one gains over, instead of each method's own (baseline_of).
+    method every other one gains over, instead of each method's own (baseline_of). `metric` "val": means,
+    spreads and paired gains of the validation pool's accuracy instead of the test set's (for tuning, where
+    test must stay unseen); runs without a pool accuracy are then left out.
     """
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
+    if metric == "val":
+        rows = [r for r in rows if r.val_acc is not None]
+
+    def acc(row: ResultRow) -> float:
+        return row.test_acc if metric == "test" else row.val_acc
     rank = {name: i for i, name in enumerate(order_methods((r.method for r in rows), method_order))}
     groups: dict[tuple[int, str, str], list[ResultRow]] = {}
     for row in rows:
@@ -84,28 +98,28 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = (), basel
     summary = []
     for size, method, recipe in ordered:
         group = groups[(size, method, recipe)]
-        tests = [r.test_acc for r in group]
         vals = [r.val_acc for r in group if r.val_acc is not None]
-        test_mean, test_std = mean_std(tests)
+        acc_mean, acc_std = mean_std([acc(r) for r in group])
         gain = None
         base_name = baseline or baseline_of(method, methods)
         base_recipes = recipes.get((size, base_name), [])
         if method != base_name and (baseline or method != BASELINE) and len(base_recipes) == 1:
             base = groups[(size, base_name, base_recipes[0])]
-            gain = paired_gain({r.split_seed: r.test_acc for r in group}, {r.split_seed: r.test_acc for r in base})
+            gain = paired_gain({r.split_seed: acc(r) for r in group}, {r.split_seed: acc(r) for r in base})
         several = len(recipes[(size, method)]) > 1
         summary.append(
             SummaryRow(
                 images_per_class=size,
                 method=method,
                 n=len(group),
-                test_mean=test_mean,
-                test_std=test_std,
+                acc_mean=acc_mean,
+                acc_std=acc_std,
                 val_mean=mean_std(vals)[0] if vals else None,
                 gain=gain,
                 wall_mean=mean_std([r.wall_time_s for r in group])[0],
                 recipe=recipe,
                 label=f"{method} [{recipe or 'no recipe hash'}]" if several else method,
+                metric=metric,
             )
         )
     return summary

@@ -67,29 +67,31 @@ class StudyFailed(Exception):
         super().__init__(f"{len(failures)} cell(s) failed:\n{listing}")
 
 
-def _cell_line(row: ResultRow) -> str:
+def _cell_line(row: ResultRow, hide_test: bool = False) -> str:
     val = "—" if row.val_acc is None else f"{100 * row.val_acc:.2f}%"
+    test = "" if hide_test else f"test {100 * row.test_acc:6.2f}%  "
     return (
         f"{row.method:<16} n={row.images_per_class:<4} split={row.split_seed:<3} "
-        f"test {100 * row.test_acc:6.2f}%  val {val:>7}  {row.wall_time_s:8.1f} s"
+        f"{test}val {val:>7}  {row.wall_time_s:8.1f} s"
     )
 
 
-def _write_tables(out_dir: Path, expected: dict[str, tuple[str, ...]], method_order: list[str]) -> Path:
+def _write_tables(out_dir: Path, expected: dict[str, tuple[str, ...]], method_order: list[str],
+                  metric: str = "test") -> Path:
     with tables_lock(out_dir):  # shards sharing out_dir: the last writer sees every finished cell
         rows = collect_results(out_dir, expected)
         results = write_results_csv(rows, out_dir / RESULTS_FILE)
-        write_summary(rows, out_dir / SUMMARY_FILE, method_order)
+        write_summary(rows, out_dir / SUMMARY_FILE, method_order, metric=metric)
     return results
 
 
-def _write_plot(results_csv: Path, out_dir: Path, log: Callable[[str], None]) -> None:
+def _write_plot(results_csv: Path, out_dir: Path, log: Callable[[str], None], metric: str = "test") -> None:
     # Imported here, not at the top: worker processes import this module, and matplotlib would slow each start.
     from filterprior.figures.plots import plot_accuracy_vs_size
 
     try:
         with tables_lock(out_dir):
-            plot_accuracy_vs_size(results_csv, out_dir / PLOT_FILE)
+            plot_accuracy_vs_size(results_csv, out_dir / PLOT_FILE, metric)
     except Exception as exc:  # the tables are written; a plotting bug must not hide that
         log(f"no {PLOT_FILE}: plotting failed: {type(exc).__name__}: {exc}")
 
@@ -109,6 +111,7 @@ def run_study(
     overwrite: bool = False,
     command_line_keys: Sequence[str] = (),
     workers_per_device: int | None = None,
+    hide_test: bool = False,
 ) -> Path:
     """Train every unfinished cell of this shard; write results.csv, summary.md, accuracy.png.
 
@@ -119,10 +122,12 @@ def run_study(
     train_fn defaults to filterprior.train.engine.train; with workers > 1 it must be picklable (a
     module-level function). command_line_keys: config keys in base_cfg given on the command line; they
     beat a method's own value for the key (grid.cell_config). workers_per_device: K workers on each
-    visible CUDA GPU (ignored without one).
+    visible CUDA GPU (ignored without one). hide_test: for tuning, the cell lines, summary.md and
+    accuracy.png show the validation pool only (results.csv still records test accuracy).
     """
     _refuse_torchrun()
     out_dir = Path(out_dir)
+    metric = "val" if hide_test else "test"  # what summary.md and accuracy.png show
     chosen = select_methods(load_methods(methods_file), methods)
     method_order = [m.name for m in chosen]
     grid = build_grid(list(sizes), chosen, list(split_seeds))
@@ -189,7 +194,7 @@ def run_study(
             for job, outcome in runner:
                 if outcome.status == "done":
                     row = read_finished_cell(job.run_dir, out_dir)
-                    log(_cell_line(row) if row is not None else f"{job.label}: finished")
+                    log(_cell_line(row, hide_test) if row is not None else f"{job.label}: finished")
                 elif outcome.status == "busy":
                     elsewhere.append(job.label)
                     log(f"{job.label}: running in another study process, skipped")
@@ -198,14 +203,14 @@ def run_study(
                 else:
                     failures.append((job.label, outcome.error or "failed"))
                     log(f"FAILED {job.label}: {outcome.error}")
-                _write_tables(out_dir, expected, method_order)
+                _write_tables(out_dir, expected, method_order, metric)
                 bar.update(1)
     finally:
         runner.close()  # an interrupted pool stops its workers now, not when the generator is collected
         bar.close()
 
-    results_csv = _write_tables(out_dir, expected, method_order)
-    _write_plot(results_csv, out_dir, log)
+    results_csv = _write_tables(out_dir, expected, method_order, metric)
+    _write_plot(results_csv, out_dir, log, metric)
     if elsewhere:
         note(f"note: {len(elsewhere)} cell(s) were running in another study process and are not in the tables "
             f"yet ({_labels(elsewhere)}); that process adds them when they finish")
