@@ -157,6 +157,7 @@ def test_a_pool_only_summary_pairs_the_validation_accuracy_and_shows_no_test_fig
     assert gaussian.gain.mean == pytest.approx(0.03) and gaussian.gain.up == 2  # (6 - 1 + 4) / 3 points
     text = summary_markdown(base + method + no_pool, metric="val")
     assert "validation pool only" in text and "| val acc (%) | gain on val (pp) |" in text
+    assert "Pool accuracy in %" in text and "Test accuracy in %" not in text  # the legend speaks of the pool
     assert f"| gaussian | 3 | {100 * np.mean(method_val):.2f} ± " in text
     for row in base + method + no_pool:  # no test accuracy, nor a mean or gain of test accuracies
         assert f"{100 * row.test_acc:.2f}" not in text

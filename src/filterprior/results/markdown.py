@@ -79,8 +79,10 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
                      metric: str = "test") -> str:
     """summary.md's text; `metric` "val": the validation pool's figures only, test accuracy nowhere."""
     lines = ["# Study summary", "", SUMMARY_LEGEND]
-    if metric == "val":
-        lines = ["# Study summary: validation pool only", "", HIDDEN_TEST_NOTE, "", SUMMARY_LEGEND]
+    if metric == "val":  # the same legend, of the pool's accuracy
+        legend = SUMMARY_LEGEND.replace("Test accuracy", "Pool accuracy").replace("test accuracy", "pool accuracy")
+        legend = legend.replace(" Val: mean accuracy on the fixed validation pool.", "")
+        lines = ["# Study summary: validation pool only", "", HIDDEN_TEST_NOTE, "", legend]
     if baseline:
         lines += ["", f"Every gain here is over `{baseline}` (not each method's own baseline)."]
     if not rows:
