@@ -632,3 +632,5 @@ def test_hide_test_shows_the_pool_only_until_the_same_study_runs_without_it(tmp_
     assert "validation pool only" not in summary and "| test acc (%) |" in summary
     gaussian = [r.test_acc for r in rows if r.method == "gaussian"]
     assert f"{100 * sum(gaussian) / 2:.2f}" in summary
+    with pytest.raises(UserError, match="data.val_per_class=0 leaves no pool"):
+        study_main(parse(argv + ["--hide-test", "data.val_per_class=0"]), train_fn=fake_train)

@@ -168,6 +168,9 @@ def study_main(args: argparse.Namespace, train_fn=None) -> int:
     from filterprior.study.runner import StudyFailed, run_study
 
     base = base_config_from_args(args)
+    if getattr(args, "hide_test", False) and base.data.val_per_class == 0:
+        raise UserError("--hide-test shows the validation pool only, but data.val_per_class=0 leaves no pool; "
+                        "expected a pool (the dataset's default, or data.val_per_class > 0)")
     methods = None
     if args.methods:
         methods = [name.strip() for name in args.methods.split(",")]
