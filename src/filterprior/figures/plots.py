@@ -228,7 +228,7 @@ def _accuracy_vs_size_figure(results_csv: str | os.PathLike, metric: str = "test
     order = order_methods(r.method for r in rows)
     # One line (or bar) per table label: a method with runs of several configs is shown apart, never averaged.
     methods = [label for _, label in sorted({(order.index(s.method), s.label or s.method) for s in table})]
-    sizes = sorted({r.images_per_class for r in rows})
+    sizes = sorted({s.images_per_class for s in table})  # a size with no pool figure has no point
     if len(sizes) == 1:
         return _accuracy_bars_figure(table, methods, sizes[0], what)
     from matplotlib import colormaps

@@ -31,19 +31,28 @@ def _pm(value: float | None, spread: float | None) -> str:
 
 SUMMARY_HEADER = ["method", "n", "test acc (%)", "val acc (%)", "gain (pp)", "95% CI (pp)", "splits up",
                   "wall time (s)"]
-# What the columns mean: under the table in summary.md and in the HTML report alike.
-SUMMARY_LEGEND = (
-    "Test accuracy in %: mean ± sample std over split seeds (n runs; n/a: a single seed has no spread). "
-    f"Gain: the method's test accuracy minus its baseline's ({BASELINE} at the same size, or for a method "
-    f"named …-X the most specific {BASELINE}-X the study has, X one or more of its last words: the same model "
-    "or recipe from scratch), in percentage points, "
-    "paired over the k split seeds both ran: the mean of the per-split differences ± its standard error "
-    "(their sd / √k). 95% CI: that mean ± t(0.975, k−1) × the standard error (Student t from a table for "
-    "up to 30 degrees of freedom, the normal 1.96 beyond). Splits up: on how many of the k shared splits "
-    "the method beat its baseline. Only where the two share no split seed is the gain unpaired (difference "
-    "of means ± sqrt(sa²/na + sb²/nb), Welch's interval), marked 'unpaired'. Val: mean accuracy on the "
-    "fixed validation pool. Wall time: mean per run."
-)
+
+
+def summary_legend(metric: str = "test") -> str:
+    """What the columns mean, under the table in summary.md and in the HTML report alike; for a summary of the
+    validation pool only (metric "val") the accuracy and gain are the pool's and there is no separate val column."""
+    what = "Pool accuracy" if metric == "val" else "Test accuracy"
+    val_column = "" if metric == "val" else "Val: mean accuracy on the fixed validation pool. "
+    return (
+        f"{what} in %: mean ± sample std over split seeds (n runs; n/a: a single seed has no spread). "
+        f"Gain: the method's {what.lower()} minus its baseline's ({BASELINE} at the same size, or for a method "
+        f"named …-X the most specific {BASELINE}-X the study has, X one or more of its last words: the same model "
+        "or recipe from scratch), in percentage points, "
+        "paired over the k split seeds both ran: the mean of the per-split differences ± its standard error "
+        "(their sd / √k). 95% CI: that mean ± t(0.975, k−1) × the standard error (Student t from a table for "
+        "up to 30 degrees of freedom, the normal 1.96 beyond). Splits up: on how many of the k shared splits "
+        "the method beat its baseline. Only where the two share no split seed is the gain unpaired (difference "
+        "of means ± sqrt(sa²/na + sb²/nb), Welch's interval), marked 'unpaired'. "
+        f"{val_column}Wall time: mean per run."
+    )
+
+
+SUMMARY_LEGEND = summary_legend()
 
 
 # A summary of the validation pool only (study --hide-test): the accuracy column is the pool's, so no val column.
@@ -79,10 +88,8 @@ def summary_markdown(rows: Sequence[ResultRow], method_order: Sequence[str] = ()
                      metric: str = "test") -> str:
     """summary.md's text; `metric` "val": the validation pool's figures only, test accuracy nowhere."""
     lines = ["# Study summary", "", SUMMARY_LEGEND]
-    if metric == "val":  # the same legend, of the pool's accuracy
-        legend = SUMMARY_LEGEND.replace("Test accuracy", "Pool accuracy").replace("test accuracy", "pool accuracy")
-        legend = legend.replace(" Val: mean accuracy on the fixed validation pool.", "")
-        lines = ["# Study summary: validation pool only", "", HIDDEN_TEST_NOTE, "", legend]
+    if metric == "val":
+        lines = ["# Study summary: validation pool only", "", HIDDEN_TEST_NOTE, "", summary_legend(metric)]
     if baseline:
         lines += ["", f"Every gain here is over `{baseline}` (not each method's own baseline)."]
     if not rows:
