@@ -38,7 +38,8 @@ def load_side(spec: str, size: int, column: str) -> tuple[dict[int, float], dict
     for r in rows:
         value = r.test_acc if column == "test" else r.val_acc
         if value is None:
-            raise UserError(f"{path}: {method} split seed {r.split_seed} records no pool accuracy (val_acc)")
+            what = "pool accuracy (val_acc)" if column == "val" else "test accuracy (trained with study --hide-test?)"
+            raise UserError(f"{path}: {method} split seed {r.split_seed} records no {what}")
         if r.split_seed in acc:
             raise UserError(f"{path}: {method} at {size} images a class, split seed {r.split_seed}, appears twice")
         acc[r.split_seed], wall[r.split_seed] = 100 * value, r.wall_time_s

@@ -47,7 +47,8 @@ def row_figures(cells: dict[int, tuple[str, str]], results_dir: Path) -> dict[in
     out = {}
     for size, (name, method) in cells.items():
         path = results_dir / name
-        accs = [100 * r.test_acc for r in read_results_csv(path) if r.method == method and r.images_per_class == size]
+        accs = [100 * r.test_acc for r in read_results_csv(path)
+                if r.method == method and r.images_per_class == size and r.test_acc is not None]
         if not accs:
             raise UserError(f"{path}: no finished run of {method} at {size} images a class")
         mean, std = mean_std(accs)

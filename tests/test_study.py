@@ -49,8 +49,9 @@ def fake_train(cfg: TrainConfig, run_dir: Path, resume: bool = False, quiet: boo
     with open(study_dir / "calls.log", "a") as log:
         log.write(f"{run_dir.relative_to(study_dir).as_posix()}\n")
     bonus = {"none": 0.0, "l2": 0.01, "gaussian": 0.03}.get(cfg.prior.name, 0.02)
+    test_acc = 0.1 + cfg.data.images_per_class / 1000 + bonus + cfg.data.split_seed / 100
     metrics = {
-        "test_acc": 0.1 + cfg.data.images_per_class / 1000 + bonus + cfg.data.split_seed / 100,
+        "test_acc": test_acc if cfg.test else None,  # test: false (study --hide-test) reads no test set
         "val_acc": 0.1 + cfg.data.images_per_class / 1000,
         "wall_time_s": 1.5,
         "seed": cfg.seed,
@@ -617,15 +618,18 @@ def test_hide_test_shows_the_pool_only_until_the_same_study_runs_without_it(tmp_
     out = tmp_path / "study"
     argv = ["--out", str(out), "--sizes", "3", "--methods-file", str(methods_file), "--split-seeds", "1-2",
             "--workers", "1"]
+    # A study already tested (run without the flag): --hide-test retrains nothing and shows its pool only.
+    assert study_main(parse(argv), train_fn=fake_train) == 0
+    capsys.readouterr()
     assert study_main(parse(argv + ["--hide-test"]), train_fn=fake_train) == 0
+    assert len(calls(out)) == 6
     shown = capsys.readouterr().out + (out / "summary.md").read_text()
     rows = read_results_csv(out / "results.csv")
-    assert len(rows) == 6 and all(r.test_acc != r.val_acc for r in rows)  # results.csv keeps test accuracy
+    assert len(rows) == 6 and all(r.test_acc is not None and r.test_acc != r.val_acc for r in rows)
     for row in rows:  # fake_train's test accuracies (all distinct from the pool's) appear nowhere
         assert f"{100 * row.test_acc:.2f}" not in shown
     assert f"{100 * rows[0].val_acc:.2f}" in shown and "validation pool only" in shown
-    assert "test" not in next(line for line in shown.splitlines() if line.startswith("gaussian "))  # cell line
-    # Without the flag nothing retrains, and the tables show test accuracy.
+    # Without the flag again, the tables show test accuracy.
     assert study_main(parse(argv), train_fn=fake_train) == 0
     assert len(calls(out)) == 6
     summary = (out / "summary.md").read_text()
@@ -634,3 +638,25 @@ def test_hide_test_shows_the_pool_only_until_the_same_study_runs_without_it(tmp_
     assert f"{100 * sum(gaussian) / 2:.2f}" in summary
     with pytest.raises(UserError, match="data.val_per_class=0 leaves no pool"):
         study_main(parse(argv + ["--hide-test", "data.val_per_class=0"]), train_fn=fake_train)
+    with pytest.raises(UserError, match="the mini set has no pool by default"):
+        study_main(parse(argv + ["--hide-test", "--data", "mini"]), train_fn=fake_train)
+
+
+def test_a_hide_test_study_trains_without_the_test_read_and_shows_the_pool(tmp_path, methods_file, capsys):
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--sizes", "3", "--methods-file", str(methods_file), "--split-seeds", "1-2",
+            "--workers", "1", "--hide-test"]
+    assert study_main(parse(argv), train_fn=fake_train) == 0
+    shown = capsys.readouterr().out + (out / "summary.md").read_text()
+    rows = read_results_csv(out / "results.csv")  # rows with a pool figure and an empty test_acc are kept
+    assert len(rows) == 6 and all(r.test_acc is None and r.val_acc is not None for r in rows)
+    assert f"{100 * rows[0].val_acc:.2f}" in shown and "validation pool only" in shown
+    assert "test" not in next(line for line in shown.splitlines() if line.startswith("gaussian "))  # cell line
+    with open(out / "results.csv", newline="") as handle:  # the test column is empty, not 0
+        assert [record["test_acc"] for record in csv.DictReader(handle)] == [""] * 6
+    # The HTML report of a study nobody has tested yet shows its pool, and says why.
+    from filterprior.report.html import build_report
+
+    page = Path(build_report(out, tmp_path / "report.html")).read_text()
+    assert "Test accuracy hidden (study --hide-test)" in page and "best mean validation-pool accuracy" in page
+    assert f"{100 * rows[0].val_acc:.2f}" in page and "test acc (%)" not in page.split("All runs")[0]

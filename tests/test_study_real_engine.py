@@ -111,3 +111,41 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_to_the_uninterrupted_re
     redone = read_results_csv(study(out, train_fn=partial(_train_logging_resume, log)))[0]
     assert log.read_text().split() == ["fresh", "resume", "fresh", "resume", "fresh"]
     assert redone.test_acc == whole.test_acc
+
+
+@pytest.mark.slow
+def test_a_hide_test_study_reads_the_test_set_later_from_the_weights_as_training_would_have(tmp_path, capsys):
+    """--hide-test trains without the test read; the same study without it tests the finished weights, retraining
+    nothing, and gets exactly the figures a study that read test at the end of training got."""
+    base = apply_overrides(TrainConfig(), ["data.dataset=mini", "epochs=2", "model.name=mynet-small", "device=cpu",
+                                           "batch_size=16", "filter_pictures=false", "tta=flip-shift",
+                                           "data.val_per_class=3"])
+    study = dict(sizes=[5], methods=["none"], split_seeds=[0, 1], workers=1)
+    plain = read_results_csv(run_study(base, tmp_path / "plain", **study))
+
+    out = tmp_path / "hidden"
+    hidden = read_results_csv(run_study(base, out, hide_test=True, **study))
+    cell = out / "none/n5/split0"
+    metrics = json.loads((cell / "metrics.json").read_text())
+    assert [r.test_acc for r in hidden] == [None, None] and metrics["test_acc"] is None
+    assert metrics["per_class_acc"] is None and not (cell / "confusion.csv").exists()  # test never evaluated
+    assert [r.val_acc for r in hidden] == [r.val_acc for r in plain]
+    trained = {p.name: p.stat().st_mtime_ns for p in cell.iterdir() if p.name not in ("metrics.json", "cell.json")}
+    capsys.readouterr()
+
+    tested = read_results_csv(run_study(base, out, **study))
+    assert "2 cell(s) trained without their test read (--hide-test) are tested from their weights" in capsys.readouterr().out
+    assert [(r.test_acc, r.val_acc) for r in tested] == [(r.test_acc, r.val_acc) for r in plain]
+    after = json.loads((cell / "metrics.json").read_text())
+    before_plain = json.loads((tmp_path / "plain/none/n5/split0/metrics.json").read_text())
+    for key in ("test_acc", "test_loss", "per_class_acc", "test_images"):
+        assert after[key] == pytest.approx(before_plain[key]), key
+    assert after["test_read_after_training"] is True and after["wall_time_s"] == metrics["wall_time_s"]
+    assert (cell / "confusion.csv").read_text() == (tmp_path / "plain/none/n5/split0/confusion.csv").read_text()
+    assert json.loads((cell / "weights.json").read_text())["test_acc"] == after["test_acc"]
+    # nothing retrained: the weights, checkpoint and curves are the files training wrote
+    untouched = {name: t for name, t in trained.items() if name != "weights.json"}
+    assert "weights.safetensors" in untouched and "checkpoint.pt" in untouched
+    assert {name: (cell / name).stat().st_mtime_ns for name in untouched} == untouched
+    again = read_results_csv(run_study(base, out, **study))  # tested once: a third run changes nothing
+    assert again == tested and json.loads((cell / "metrics.json").read_text()) == after

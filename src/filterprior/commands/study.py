@@ -61,10 +61,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--quiet", action="store_true",
                         help="no line per finished cell or progress; the final summary table is still printed")
     parser.add_argument("--hide-test", action="store_true",
-                        help="for tuning on the validation pool: the cell lines, summary.md, accuracy.png and the "
-                             "final table show the pool's accuracy and paired gains only, never test accuracy "
-                             "(results.csv still records it). Run the same command without it, once the choice is "
-                             "made, to show the test column (nothing retrains)")
+                        help="for tuning on the validation pool: cells train without reading the test set, and "
+                             "the cell lines, summary.md, accuracy.png and the final table show the pool's accuracy "
+                             "and paired gains only. Run the same command without it, once the choice is made: it "
+                             "tests each finished cell from its weights (nothing retrains) and shows the test column")
     parser.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, mini, or a folder / archive path")
     parser.add_argument("--data-root", metavar="DIR", help="where datasets are found or downloaded")
     parser.add_argument("--epochs", metavar="N", help="training epochs per cell")
@@ -163,14 +163,27 @@ def base_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return apply_overrides(cfg, list(args.overrides or []))
 
 
+def _check_pool(base) -> None:
+    """--hide-test shows the pool only, so a study without one (given, or the dataset's default) is refused."""
+    from filterprior.data.splits import DEFAULT_VAL_PER_CLASS
+
+    if base.data.val_per_class == 0:
+        why = "data.val_per_class=0 leaves no pool"
+    elif base.data.val_per_class is None and DEFAULT_VAL_PER_CLASS.get(base.data.dataset) == 0:
+        why = f"the {base.data.dataset} set has no pool by default (data.val_per_class 0)"
+    else:
+        return
+    raise UserError(f"--hide-test shows the validation pool only, but {why}; expected a pool (a dataset's "
+                    "default, or data.val_per_class > 0)")
+
+
 def study_main(args: argparse.Namespace, train_fn=None) -> int:
     """Run the study the arguments describe; 0 when every cell finished, 1 when some failed."""
     from filterprior.study.runner import StudyFailed, run_study
 
     base = base_config_from_args(args)
-    if getattr(args, "hide_test", False) and base.data.val_per_class == 0:
-        raise UserError("--hide-test shows the validation pool only, but data.val_per_class=0 leaves no pool; "
-                        "expected a pool (the dataset's default, or data.val_per_class > 0)")
+    if getattr(args, "hide_test", False):
+        _check_pool(base)
     methods = None
     if args.methods:
         methods = [name.strip() for name in args.methods.split(",")]

@@ -290,5 +290,5 @@ def plot_accuracy_vs_size(results_csv: str | os.PathLike, path: str | os.PathLik
     return save_figure(_accuracy_vs_size_figure(results_csv, metric), path)
 
 
-def accuracy_vs_size_png_bytes(results_csv: str | os.PathLike) -> bytes:
-    return figure_png_bytes(_accuracy_vs_size_figure(results_csv))
+def accuracy_vs_size_png_bytes(results_csv: str | os.PathLike, metric: str = "test") -> bytes:
+    return figure_png_bytes(_accuracy_vs_size_figure(results_csv, metric))

@@ -26,8 +26,7 @@ from filterprior.figures.plots import (
 )
 from filterprior.results import (
     BASELINE,
-    SUMMARY_HEADER,
-    SUMMARY_LEGEND,
+    HIDDEN_TEST_NOTE,
     ResultRow,
     SummaryRow,
     mixed_recipes_note,
@@ -35,6 +34,8 @@ from filterprior.results import (
     read_results_csv,
     summarize,
     summary_cells,
+    summary_header,
+    summary_legend,
 )
 from filterprior.utils import atomic_write_text, read_json
 
@@ -143,7 +144,8 @@ def _run_confusion(page: _Page, run: Path, title: str) -> bytes | None:
 
 
 def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> dict[str, Any] | None:
-    """The smallest size, the method with the highest mean test accuracy there (a prior or a transfer) and a seed both share."""
+    """The smallest size, the method with the highest mean accuracy there (the summary's: test, or the pool's
+    for a study not yet tested; a prior or a transfer) and a seed both share."""
     if not rows:
         return None
     size = min(r.images_per_class for r in rows)
@@ -163,7 +165,7 @@ def _pick_representatives(rows: list[ResultRow], summary: list[SummaryRow]) -> d
     return {"size": size, "seed": seed, "best": best, "runs": runs}
 
 
-def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
+def _results_section(page: _Page, summary: list[SummaryRow], metric: str) -> None:
     # The cells come from results.summary_cells, as in summary.md: the two can never disagree.
     best_at: dict[int, float] = {}
     for s in summary:
@@ -171,33 +173,41 @@ def _results_section(page: _Page, summary: list[SummaryRow]) -> None:
     rows = [[s.images_per_class, *summary_cells(s)] for s in summary]
     classes = ["best" if s.acc_mean == best_at[s.images_per_class] else "" for s in summary]
     page.add("<h2>Results</h2>")
-    page.add(f'<p class="note">{esc(SUMMARY_LEGEND)} Bold: best mean test accuracy at that size.</p>')
+    if metric == "val":
+        page.add(f'<p class="note">{esc(HIDDEN_TEST_NOTE)}</p>')
+    page.add(f'<p class="note">{esc(summary_legend(metric))} Bold: best mean {_ACCURACY[metric]} at that size.</p>')
     note = mixed_recipes_note(summary)
     if note:
         page.add(f'<p class="note">{esc(note)}</p>')
-    page.add(table(["images/class", *SUMMARY_HEADER], rows, text_columns=2, classes=classes))
+    page.add(table(["images/class", *summary_header(metric)], rows, text_columns=2, classes=classes))
+
+
+_ACCURACY = {"test": "test accuracy", "val": "validation-pool accuracy"}
 
 
 def _study_page(page: _Page) -> str:
     root = page.root
     results_csv = root / "results.csv"
     rows = read_results_csv(results_csv)  # a broken results.csv is the user's error, not a missing piece
-    summary = summarize(rows)
+    # A study whose runs were all trained without their test read (study --hide-test) shows its pool.
+    metric = "test" if any(r.test_acc is not None for r in rows) or not rows else "val"
+    accuracy = _ACCURACY[metric]
+    summary = summarize(rows, metric=metric)
     if summary:
         # summary.md holds the same statistics (both from results.summary_cells), so it is not repeated.
-        _results_section(page, summary)
+        _results_section(page, summary, metric)
     else:
         page.add("<h2>Results</h2><p>No finished runs in results.csv yet.</p>")
         if (root / "summary.md").is_file():
             page.add(markdown((root / "summary.md").read_text(encoding="utf-8")))
     if rows:
-        plot = page.attempt("accuracy vs size plot", lambda: accuracy_vs_size_png_bytes(results_csv))
+        plot = page.attempt("accuracy vs size plot", lambda: accuracy_vs_size_png_bytes(results_csv, metric))
         if plot:
             sizes = sorted({r.images_per_class for r in rows})
             if len(sizes) == 1:  # one size: the plot is a bar per method
-                heading, caption = "Test accuracy by method", f"test accuracy at {sizes[0]} images per class"
+                heading, caption = f"{accuracy.capitalize()} by method", f"{accuracy} at {sizes[0]} images per class"
             else:
-                heading, caption = "Accuracy against data size", "test accuracy against images per class"
+                heading, caption = "Accuracy against data size", f"{accuracy} against images per class"
             page.add(f"<h2>{esc(heading)}</h2>" + row([figure(plot, caption, wide=True)]))
 
     chosen = _pick_representatives(rows, summary)
@@ -210,17 +220,19 @@ def _study_page(page: _Page) -> str:
             filters.append(figure(page.png_file(runs[BASELINE] / "filters_end.png"), f"{BASELINE}: end"))
         best = chosen["best"]
         if best in runs:
-            filters.append(figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (highest mean test accuracy here): end"))
+            filters.append(figure(page.png_file(runs[best] / "filters_end.png"), f"{best} (highest mean {accuracy} here): end"))
         if any(filters):
             page.add(f"<h2>First-layer filters</h2><p class=\"note\">{esc(where)}.</p>" + row(filters))
         for method, run in runs.items():
-            label = f"{method}{' (highest mean test accuracy here)' if method == best else ''}"
+            label = f"{method}{f' (highest mean {accuracy} here)' if method == best else ''}"
             metrics = _read_json(page, run / "metrics.json")
             headline = ""
             if metrics and isinstance(metrics.get("test_acc"), (int, float)):
                 headline = f" — test accuracy {percent(metrics['test_acc'])}%"
             curves = figure(_run_curves(page, run), f"{label}: curves", wide=True)
-            confusion = figure(_run_confusion(page, run, label), f"{label}: test confusion matrix")
+            confusion = None
+            if metric == "test":  # a run not yet tested has no confusion matrix, by design
+                confusion = figure(_run_confusion(page, run, label), f"{label}: test confusion matrix")
             if curves or confusion:
                 page.add(f"<h2>Run: {esc(label)}</h2><p class=\"note\">{esc(where)}{esc(headline)}; "
                          f"{esc(page.name(run))}</p>" + row([curves, confusion]))

@@ -17,6 +17,7 @@ from filterprior.results.markdown import (
     percent,
     summary_cells,
     summary_header,
+    summary_legend,
     summary_markdown,
     write_summary,
 )
@@ -48,5 +49,5 @@ __all__ = [
     "BASELINE", "CELL_FILE", "HIDDEN_TEST_NOTE", "METRICS", "METRICS_FILE", "OPTIONAL_COLUMNS", "RESULT_COLUMNS", "SUMMARY_HEADER", "SUMMARY_LEGEND",
     "ResultRow", "SummaryRow", "baseline_of", "collect_results", "gain_with_se", "mean_std", "mixed_recipes_note",
     "order_methods", "percent", "read_finished_cell", "read_results_csv", "results_csv_text", "summarize",
-    "summary_cells", "summary_header", "summary_markdown", "write_results_csv", "write_summary",
+    "summary_cells", "summary_header", "summary_legend", "summary_markdown", "write_results_csv", "write_summary",
 ]

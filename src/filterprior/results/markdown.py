@@ -59,9 +59,10 @@ SUMMARY_LEGEND = summary_legend()
 VAL_SUMMARY_HEADER = ["method", "n", "val acc (%)", "gain on val (pp)", "95% CI (pp)", "splits up", "wall time (s)"]
 HIDDEN_TEST_NOTE = (
     "Test accuracy hidden (study --hide-test): every figure here is the validation pool's, the gains paired "
-    "over split seeds as below but on the pool, for choosing a recipe without seeing the test set. results.csv "
-    "records each run's test accuracy; run the same study again without --hide-test (nothing retrains) to show "
-    "it once the choice is made."
+    "over split seeds as below but on the pool, for choosing a recipe without seeing the test set. Runs trained "
+    "with --hide-test have not read the test set at all; once the choice is made, run the same study again "
+    "without --hide-test: it tests each finished run from its weights (nothing retrains) and shows the test "
+    "column."
 )
 
 

@@ -23,7 +23,7 @@ class ResultRow:
     method: str
     images_per_class: int
     split_seed: int
-    test_acc: float
+    test_acc: float | None  # None: trained without its test read (`test: false`, study --hide-test)
     val_acc: float | None
     wall_time_s: float
     config_hash: str
@@ -49,12 +49,12 @@ def read_finished_cell(cell_dir: Path, out_dir: Path) -> ResultRow | None:
     if not (cell_file.is_file() and metrics_file.is_file()):
         return None
     cell, metrics = read_json(cell_file), read_json(metrics_file)
-    val_acc = metrics.get("val_acc")
+    val_acc, test_acc = metrics.get("val_acc"), _get(metrics, "test_acc", metrics_file)
     return ResultRow(
         method=str(_get(cell, "method", cell_file)),
         images_per_class=int(_get(cell, "images_per_class", cell_file)),
         split_seed=int(_get(cell, "split_seed", cell_file)),
-        test_acc=float(_get(metrics, "test_acc", metrics_file)),
+        test_acc=None if test_acc is None else float(test_acc),
         val_acc=None if val_acc is None else float(val_acc),
         wall_time_s=float(_get(metrics, "wall_time_s", metrics_file)),
         config_hash=str(_get(cell, "config_hash", cell_file)),
@@ -152,7 +152,7 @@ _PARSERS = {
     "method": (_name, "a method name"),
     "images_per_class": (_size, "a positive integer"),
     "split_seed": (int, "an integer"),
-    "test_acc": (_fraction, "a fraction in [0, 1]"),
+    "test_acc": (lambda t: _fraction(t) if t else None, "a fraction in [0, 1] or empty"),
     "val_acc": (lambda t: _fraction(t) if t else None, "a fraction in [0, 1] or empty"),
     "wall_time_s": (_wall_time, "a number of seconds >= 0"),
     "config_hash": (str, "text"),
@@ -162,7 +162,8 @@ _PARSERS = {
 
 
 def read_results_csv(path: str | Path) -> list[ResultRow]:
-    """The finished runs in a study's results.csv, in file order; rows with an empty test_acc are skipped.
+    """The finished runs in a study's results.csv, in file order. A row with neither a test nor a validation
+    accuracy is skipped; one with only the latter is a run trained without its test read (--hide-test).
 
     This is the one reader of results.csv: summary.md and the HTML report both go through it.
     """
@@ -177,7 +178,7 @@ def read_results_csv(path: str | Path) -> list[ResultRow]:
         rows = []
         for record in reader:
             line = reader.line_num  # the file's own line number, also past quoted newlines
-            if not (record.get("test_acc") or "").strip():
+            if not ((record.get("test_acc") or "").strip() or (record.get("val_acc") or "").strip()):
                 continue  # a run that has not finished yet
             values = {}
             for column, (parse, expected) in _PARSERS.items():

@@ -75,12 +75,12 @@ def summarize(rows: Sequence[ResultRow], method_order: Sequence[str] = (), basel
     baseline has several configs at that size gets no gain (which baseline would it be?). `baseline`: one
     method every other one gains over, instead of each method's own (baseline_of). `metric` "val": means,
     spreads and paired gains of the validation pool's accuracy instead of the test set's (for tuning, where
-    test must stay unseen); runs without a pool accuracy are then left out.
+    test must stay unseen). Runs without the chosen set's accuracy (no pool; or trained without their test
+    read, by study --hide-test) are left out.
     """
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
-    if metric == "val":
-        rows = [r for r in rows if r.val_acc is not None]
+    rows = [r for r in rows if (r.test_acc if metric == "test" else r.val_acc) is not None]
 
     def acc(row: ResultRow) -> float:
         return row.test_acc if metric == "test" else row.val_acc

@@ -22,6 +22,7 @@ from filterprior.results import CELL_FILE, METRICS_FILE
 from filterprior.study.workers import pin_device
 from filterprior.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from filterprior.train.resume import resume_changes
+from filterprior.train.test_read import awaits_test_read, read_test_later
 from filterprior.utils import atomic_write_text
 
 TrainFn = Callable[..., dict]  # train(cfg, run_dir, resume=False, quiet=False) -> metrics dict
@@ -50,6 +51,7 @@ class Outcome:
 
 
 FINISHED, CHANGED, UNFINISHED = "finished", "changed", "unfinished"
+UNTESTED = "untested"  # finished without its test read (a --hide-test study), and this config reads test
 TRACEBACK_TAIL_LINES = 6  # in the message itself when error.txt cannot be written
 
 
@@ -57,11 +59,14 @@ def cell_state(run_dir: Path, cfg: TrainConfig) -> str:
     """FINISHED (metrics.json and a cell.json of this config: grid.same_cell, so a cell recorded with the
     legacy hash counts), CHANGED (metrics.json, but cell.json missing, unreadable or of another config)
     or UNFINISHED (no metrics.json: never run, interrupted or failed; run_job resumes it from its checkpoint
-    when that is of this config, else redoes it from an empty directory)."""
+    when that is of this config, else redoes it from an empty directory). A finished cell trained without its
+    test read is UNTESTED when `cfg` reads test (cfg.test): run_job then reads it from the cell's weights."""
     if not (run_dir / METRICS_FILE).is_file():
         return UNFINISHED
     record = read_record(run_dir / CELL_FILE)
-    return FINISHED if record is not None and same_cell(record.get("config_hash"), cfg) else CHANGED
+    if record is None or not same_cell(record.get("config_hash"), cfg):
+        return CHANGED
+    return UNTESTED if cfg.test and awaits_test_read(run_dir) else FINISHED
 
 
 def run_job(job: Job) -> Outcome:
@@ -78,6 +83,10 @@ def run_job(job: Job) -> Outcome:
         state = cell_state(job.run_dir, job.cfg)
         if state == FINISHED:  # another study process finished it after this one looked
             return Outcome("finished")
+        if state == UNTESTED:  # trained without its test read (study --hide-test): read it, retrain nothing
+            atomic_write_text(job.run_dir / CELL_FILE, json.dumps(job.cell_record, indent=2) + "\n")
+            read_test_later(dataclasses.replace(job.cfg, device=pin_device(job.cfg.device)), job.run_dir)
+            return Outcome("done")
         if state == CHANGED and not job.replace:
             return Outcome("failed", f"{job.run_dir} was finished meanwhile by another process with another "
                                       "config; it is left as it is (rerun with --overwrite to replace it)")

@@ -143,7 +143,9 @@ def cell_hash(cfg: TrainConfig, legacy: bool = False) -> str:
     content hash of the filter bank the cell reads, if any.
 
     The runner sets threads from the worker count and switches progress bars off, so without this
-    a resume with another --workers would redo every cell. The bank's content counts because the
+    a resume with another --workers would redo every cell. `test` (whether the run reads the test set at
+    its end) changes nothing trained: a --hide-test study trains without the read, and the study run
+    without the flag reads it from the finished cell's weights (train.test_read) instead of retraining. The bank's content counts because the
     config names only its path (or nothing, for the bundled one): a rebuilt bank must redo its cells.
     `legacy`: built on the legacy config hash, as cells recorded before the hash skipped defaults were.
     """
@@ -151,7 +153,7 @@ def cell_hash(cfg: TrainConfig, legacy: bool = False) -> str:
     from filterprior.banks.locate import init_bank_file, prior_bank_file
     from filterprior.priors.base import needs_bank
 
-    plain_cfg = dataclasses.replace(cfg, threads=None, progress=True)
+    plain_cfg = dataclasses.replace(cfg, threads=None, progress=True, test=True)
     plain = legacy_config_hash(plain_cfg) if legacy else config_hash(plain_cfg)
     files = ([init_bank_file(cfg)] if cfg.init.from_bank else []) + ([prior_bank_file(cfg)] if needs_bank(cfg.prior) else [])
     banks = list(dict.fromkeys(f for f in files if f is not None))  # one file when both read the same

@@ -36,7 +36,7 @@ from filterprior.study.grid import (
     recipe_hash,
     shard_cells,
 )
-from filterprior.study.cell_job import CHANGED, FINISHED, UNFINISHED, Job, TrainFn, cell_state, resumable
+from filterprior.study.cell_job import CHANGED, FINISHED, UNFINISHED, UNTESTED, Job, TrainFn, cell_state, resumable
 from filterprior.study.changes import CellsChanged, changed_cell
 from filterprior.study.locks import locked_elsewhere, tables_lock
 from filterprior.study.execution import default_workers, run_in_pool, run_serially, threads_per_worker
@@ -69,7 +69,8 @@ class StudyFailed(Exception):
 
 def _cell_line(row: ResultRow, hide_test: bool = False) -> str:
     val = "—" if row.val_acc is None else f"{100 * row.val_acc:.2f}%"
-    test = "" if hide_test else f"test {100 * row.test_acc:6.2f}%  "
+    tested = "—" if row.test_acc is None else f"{100 * row.test_acc:.2f}%"  # none: trained with test: false
+    test = "" if hide_test else f"test {tested:>7}  "
     return (
         f"{row.method:<16} n={row.images_per_class:<4} split={row.split_seed:<3} "
         f"{test}val {val:>7}  {row.wall_time_s:8.1f} s"
@@ -122,8 +123,9 @@ def run_study(
     train_fn defaults to filterprior.train.engine.train; with workers > 1 it must be picklable (a
     module-level function). command_line_keys: config keys in base_cfg given on the command line; they
     beat a method's own value for the key (grid.cell_config). workers_per_device: K workers on each
-    visible CUDA GPU (ignored without one). hide_test: for tuning, the cell lines, summary.md and
-    accuracy.png show the validation pool only (results.csv still records test accuracy).
+    visible CUDA GPU (ignored without one). hide_test: for tuning, the cells train without their test read
+    (`test: false`) and the cell lines, summary.md and accuracy.png show the validation pool only; the
+    same study run without it then reads each finished cell's test set from its weights, retraining nothing.
     """
     _refuse_torchrun()
     out_dir = Path(out_dir)
@@ -142,6 +144,8 @@ def run_study(
     _check_positive_int("workers", workers)
 
     configs = {cell: cell_config(base_cfg, cell, epochs_by_size, command_line_keys) for cell in grid}
+    if hide_test:  # no test read at all while tuning; the study run without the flag reads it from the weights
+        configs = {cell: dataclasses.replace(cfg, test=False) for cell, cfg in configs.items()}
     hashes = {cell: cell_hash(cfg) for cell, cfg in configs.items()}
     # a cell recorded with the legacy hash counts too (its cell.json is brought up to date below)
     expected = {cell.rel_dir.as_posix(): (hashes[cell], cell_hash(configs[cell], legacy=True)) for cell in grid}
@@ -174,11 +178,14 @@ def run_study(
     shard_note = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
     replaced = sum(states[cell] == CHANGED for cell in todo)
     resuming = sum(states[cell] == UNFINISHED and resumable(out_dir / cell.rel_dir, configs[cell]) for cell in todo)
+    untested = sum(states[cell] == UNTESTED for cell in todo)
     log(
         f"study {out_dir}{shard_note}: {len(mine)} cells, {sum(states[c] == FINISHED for c in mine)} already "
         f"finished, {len(jobs)} to run with {workers} worker(s) x {threads} thread(s)"
         + (f" on {', '.join(sorted(set(d for d in devices if d)))}" if any(devices) else "")
         + (f"; {resuming} interrupted cell(s) go on from their checkpoints" if resuming else "")
+        + (f"; {untested} cell(s) trained without their test read (--hide-test) are tested from their weights, "
+           "not retrained" if untested else "")
         + (f"; {replaced} finished cell(s) of another config replaced (--overwrite)" if replaced else "")
     )
     if busy:

@@ -35,6 +35,7 @@ from filterprior.train.precision import autocast, configure_kernels
 from filterprior.train.resume import apply_resume_changes, resume_changes
 from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
 from filterprior.train.setup import Trainee, build, check_run_dir, image_counts, save_filter_picture, start_run_dir
+from filterprior.train.test_read import test_fields, write_test_outputs
 from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 
@@ -273,7 +274,7 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
 
     The validation pool is evaluated by the last epoch (its row in `history`) and read from there."""
     from filterprior.models import count_parameters
-    from filterprior.figures.plots import plot_confusion, plot_curves, write_confusion_csv
+    from filterprior.figures.plots import plot_curves
 
     num_classes = len(prep.classes)
     val = _last_epoch_val(history, cfg.epochs)
@@ -282,9 +283,7 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         val = {"val_loss": result.loss, "val_acc": result.acc}
     test: EvalResult | None = evaluate(model, prep.test_loader, num_classes, cfg.tta) if cfg.test else None
     if test is not None:
-        write_confusion_csv(test.confusion, prep.classes, run_dir / "confusion.csv")
-        plot_confusion(test.confusion, prep.classes, run_dir / "confusion.png",
-                       title=f"test accuracy {100 * test.acc:.2f}%")
+        write_test_outputs(test, prep.classes, run_dir)
     plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     if cfg.filter_pictures:
         save_filter_picture(model, run_dir / "filters_end.png", "first conv layer, end")
@@ -295,13 +294,16 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
         # what eval checks the data against (data/provenance.py), and the hold-out it must repeat
         "source_hash": prep.data.source_hash, "test_fraction": cfg.data.test_fraction,
     })
+    test_images = int(len(prep.test_loader.labels))
     metrics = {
-        "test_acc": test.acc if test else None, "test_loss": test.loss if test else None,
+        # without a test read (cfg.test false): None, until train.test_read fills them from the weights
+        **(test_fields(test, prep.classes, test_images) if test else
+           {"test_acc": None, "test_loss": None, "per_class_acc": None, "test_images": test_images}),
         "val_acc": val["val_acc"] if val else None, "val_loss": val["val_loss"] if val else None,
-        "per_class_acc": dict(zip(prep.classes, test.per_class_acc)) if test else None, "classes": prep.classes,
+        "classes": prep.classes,
         "epochs": cfg.epochs, "steps": step, "wall_time_s": elapsed,
         "images_per_class": prep.images_per_class, "split_seed": cfg.data.split_seed,
-        "train_images": len(prep.train_loader.labels), "test_images": int(len(prep.test_loader.labels)),
+        "train_images": len(prep.train_loader.labels),
         "model": cfg.model.name, "prior": cfg.prior.name, "params": count_parameters(model),
         "config_hash": config_hash(cfg),
         "source_hash": prep.data.source_hash,
