@@ -10,7 +10,7 @@ import pytest
 
 from filterprior.banks.bank import BANKS_DIR as BANKS
 from filterprior.config import TrainConfig, apply_overrides
-from filterprior.study import read_results_csv, run_study
+from filterprior.study import execution, read_results_csv, run_study
 
 
 @pytest.mark.slow
@@ -114,7 +114,8 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_to_the_uninterrupted_re
 
 
 @pytest.mark.slow
-def test_a_hide_test_study_reads_the_test_set_later_from_the_weights_as_training_would_have(tmp_path, capsys):
+def test_a_hide_test_study_reads_the_test_set_later_from_the_weights_as_training_would_have(tmp_path, capsys,
+                                                                                            monkeypatch):
     """--hide-test trains without the test read; the same study without it tests the finished weights, retraining
     nothing, and gets exactly the figures a study that read test at the end of training got."""
     base = apply_overrides(TrainConfig(), ["data.dataset=mini", "epochs=2", "model.name=mynet-small", "device=cpu",
@@ -133,8 +134,11 @@ def test_a_hide_test_study_reads_the_test_set_later_from_the_weights_as_training
     trained = {p.name: p.stat().st_mtime_ns for p in cell.iterdir() if p.name not in ("metrics.json", "cell.json")}
     capsys.readouterr()
 
+    monkeypatch.setattr(execution, "HEARTBEAT_S", 0.02)  # a heartbeat during the test read says what it does
     tested = read_results_csv(run_study(base, out, **study))
-    assert "2 cell(s) trained without their test read (--hide-test) are tested from their weights" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "2 cell(s) trained without their test read (--hide-test) are tested from their weights" in shown
+    assert "training: none n=5 split=0 reading the test set from its weights" in shown
     assert [(r.test_acc, r.val_acc) for r in tested] == [(r.test_acc, r.val_acc) for r in plain]
     after = json.loads((cell / "metrics.json").read_text())
     before_plain = json.loads((tmp_path / "plain/none/n5/split0/metrics.json").read_text())

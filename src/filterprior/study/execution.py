@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from filterprior.results import CELL_FILE
+from filterprior.results import CELL_FILE, METRICS_FILE
 from filterprior.study.cell_job import Job, Outcome, run_job
 from filterprior.study.workers import init_worker
 from filterprior.train.run_log import time_left
@@ -73,8 +73,7 @@ _NOT_DONE = {"busy": "running elsewhere", "finished": "finished elsewhere", "fai
 
 
 def _heartbeat_line(outcomes: Counter[str], total: int, started: float, training: Sequence[Job]) -> str:
-    where = ", ".join(f"{job.label} {cell_progress(job.run_dir / 'metrics.csv', job.cfg.epochs)}"
-                      for job in training)
+    where = ", ".join(f"{job.label} {_doing(job)}" for job in training)
     others = "".join(f", {outcomes[status]} {name}" for status, name in _NOT_DONE.items() if outcomes[status])
     return (f"  ... {outcomes['done']}/{total} done{others}, {time.monotonic() - started:.0f} s elapsed; "
             f"training: {where or 'starting'}")
@@ -124,6 +123,13 @@ def _started_since(job: Job, wall_time: float) -> bool:
         return (job.run_dir / CELL_FILE).stat().st_mtime >= wall_time
     except OSError:
         return False
+
+
+def _doing(job: Job) -> str:
+    """What a started cell is at: its epoch, or its test read (a cell trained by a --hide-test study)."""
+    if (job.run_dir / METRICS_FILE).is_file():  # written when training ended: the cell is being tested
+        return "reading the test set from its weights"
+    return cell_progress(job.run_dir / "metrics.csv", job.cfg.epochs)
 
 
 def cell_progress(metrics_csv: Path, epochs: int) -> str:
