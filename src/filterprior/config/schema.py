@@ -139,7 +139,7 @@ class TrainConfig:
     val_every: int = 0  # evaluate on the validation pool every N epochs; 0: only at the end
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
     test: bool = True  # evaluate the test set once at the end; tuning runs switch it off (never seen), and a
-    # study run without --hide-test reads it later from the weights (train/test_read.py)
+    # study run without --hide-test reads it later from the weights (train/testset.py)
     filter_pictures: bool = True  # filter grids of the first conv layer at start and end
     progress: bool = True  # tqdm bars (switched off anyway when stdout is not a terminal)
     sync_batchnorm: bool = False  # under torchrun (DDP, CUDA only): BatchNorm statistics over the global batch

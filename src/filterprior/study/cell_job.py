@@ -22,7 +22,7 @@ from filterprior.results import CELL_FILE, METRICS_FILE
 from filterprior.study.workers import pin_device
 from filterprior.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from filterprior.train.resume import resume_changes
-from filterprior.train.test_read import awaits_test_read, read_test_later
+from filterprior.train.testset import awaits_test_read, read_test_later
 from filterprior.utils import atomic_write_text
 
 TrainFn = Callable[..., dict]  # train(cfg, run_dir, resume=False, quiet=False) -> metrics dict

@@ -35,7 +35,7 @@ from filterprior.train.precision import autocast, configure_kernels
 from filterprior.train.resume import apply_resume_changes, resume_changes
 from filterprior.train.run_log import TensorBoardLog, epoch_line, write_metrics_csv
 from filterprior.train.setup import Trainee, build, check_run_dir, image_counts, save_filter_picture, start_run_dir
-from filterprior.train.test_read import test_fields, write_test_outputs
+from filterprior.train.testset import testset_fields, write_test_outputs
 from filterprior.utils import atomic_write_text, resolve_device, seed_everything
 
 
@@ -296,8 +296,8 @@ def finish_run(cfg, run_dir: Path, model, prep: Prepared, history, step: int, el
     })
     test_images = int(len(prep.test_loader.labels))
     metrics = {
-        # without a test read (cfg.test false): None, until train.test_read fills them from the weights
-        **(test_fields(test, prep.classes, test_images) if test else
+        # without a test read (cfg.test false): None, until train.testset fills them from the weights
+        **(testset_fields(test, prep.classes, test_images) if test else
            {"test_acc": None, "test_loss": None, "per_class_acc": None, "test_images": test_images}),
         "val_acc": val["val_acc"] if val else None, "val_loss": val["val_loss"] if val else None,
         "classes": prep.classes,

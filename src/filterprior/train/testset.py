@@ -1,7 +1,8 @@
 """The one test read of a run: at the end of training (the engine), or later, for a run trained with
 `test: false` (what `study --hide-test` sets), from its exported weights. Tuning then never computes a
 test figure, and the test read of a chosen candidate retrains nothing: it gives the number the engine
-would have given at the end of that run (the same weights, test loader and test-time augmentation)."""
+would have given at the end of that run (the same weights, test loader and test-time augmentation).
+(Named testset.py, not test_*.py: pytest pointed at src/ would collect a test_*.py module.)"""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def write_test_outputs(test: EvalResult, classes: list[str], run_dir: Path) -> N
     plot_confusion(test.confusion, classes, run_dir / "confusion.png", title=f"test accuracy {100 * test.acc:.2f}%")
 
 
-def test_fields(test: EvalResult, classes: list[str], test_images: int) -> dict[str, Any]:
+def testset_fields(test: EvalResult, classes: list[str], test_images: int) -> dict[str, Any]:
     """What metrics.json holds about the test set."""
     return {"test_acc": test.acc, "test_loss": test.loss, "per_class_acc": dict(zip(classes, test.per_class_acc)),
             "test_images": test_images}
@@ -76,7 +77,7 @@ def read_test_later(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     weights_meta = run_dir / "weights.json"
     atomic_write_text(weights_meta, json.dumps({**read_json(weights_meta, "weights metadata"),
                                                 "test_acc": test.acc}, indent=2))
-    metrics.update(test_fields(test, prep.classes, int(len(prep.test_loader.labels))))
+    metrics.update(testset_fields(test, prep.classes, int(len(prep.test_loader.labels))))
     metrics["test_read_after_training"] = True  # from weights.safetensors, not in the training process
     atomic_write_text(metrics_file, json.dumps(metrics, indent=2))
     return metrics
