@@ -14,11 +14,9 @@ import torch
 
 from filterprior.config import TrainConfig
 from filterprior.errors import UserError
+from filterprior.results import METRICS_FILE
 from filterprior.train.evaluate import EvalResult
 from filterprior.utils import atomic_write_text, read_json
-
-METRICS = "metrics.json"
-
 
 def write_test_outputs(test: EvalResult, classes: list[str], run_dir: Path) -> None:
     """The test set's confusion matrix as CSV and as a picture."""
@@ -38,7 +36,7 @@ def awaits_test_read(run_dir: Path) -> bool:
     """Whether a finished run has no test figure yet (trained with `test: false`). An unreadable
     metrics.json counts as read: whoever reads the results reports that file."""
     try:
-        metrics = json.loads((run_dir / METRICS).read_text(encoding="utf-8"))
+        metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(metrics, dict) and "test_acc" in metrics and metrics["test_acc"] is None
@@ -51,11 +49,11 @@ def read_test_later(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     Refuses when the data changed since the run trained (its source hash), naming both."""
     from filterprior.data.pipeline import prepare_data, with_absolute_data_paths
     from filterprior.train.evaluate import evaluate
-    from filterprior.train.exported import load_exported_model
+    from filterprior.train.exported import load_exported_model, weights_metadata_path
     from filterprior.utils import resolve_device
 
     run_dir = Path(run_dir)
-    metrics_file = run_dir / METRICS
+    metrics_file = run_dir / METRICS_FILE
     metrics = read_json(metrics_file, "run metrics")
     if metrics.get("test_acc") is not None:
         raise UserError(f"{metrics_file} already holds a test accuracy; a run is tested once")
@@ -69,12 +67,12 @@ def read_test_later(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         raise UserError(f"{run_dir} was trained on data with source hash {recorded}, but {cfg.data.dataset} now "
                         f"has {prep.data.source_hash}: its test read would be on other data; retrain it")
     model, meta = load_exported_model(run_dir)
+    weights_meta = weights_metadata_path(run_dir)
     if list(meta.get("classes") or []) != prep.classes:
-        raise UserError(f"{run_dir / 'weights.json'} lists other classes than {cfg.data.dataset} has now; "
+        raise UserError(f"{weights_meta} lists other classes than {cfg.data.dataset} has now; "
                         "retrain the run")
     test = evaluate(model.to(device), prep.test_loader, len(prep.classes), cfg.tta)
     write_test_outputs(test, prep.classes, run_dir)
-    weights_meta = run_dir / "weights.json"
     atomic_write_text(weights_meta, json.dumps({**read_json(weights_meta, "weights metadata"),
                                                 "test_acc": test.acc}, indent=2))
     metrics.update(testset_fields(test, prep.classes, int(len(prep.test_loader.labels))))
