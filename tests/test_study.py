@@ -164,13 +164,14 @@ def test_the_strong_recipes_train_what_the_pool_measured_and_the_bank_gains_over
     # bank100-prior-all),
     # L2-SP's Adam lr 4e-3 at 50 a class and 2e-3 at 100 (tag bank-lr), fine-tuning 160 epochs at 50; elsewhere
     # the candidates' own epochs (the base's at 10, 80 above it)
-    # and at 10 and 50 a class the AutoAugment-trained source's bank (tags bank10-aa-source, session 30, and
-    # bank50-aa-source, session 31)
+    # and at every size the AutoAugment-trained source's bank (tags bank10-aa-source, session 30, and
+    # bank50-aa-source and bank100-aa-source, session 31)
     chosen_at = {("l2sp-strong-airnet", 10): ["epochs=800", "prior.weight=0.1",
                                               "prior.bank=airnet-cifar100-autoaugment-networks"],
                  ("l2sp-strong-airnet", 50): ["prior.weight=0.01", "epochs=80", "optim.lr=4e-3",
                                               "prior.bank=airnet-cifar100-autoaugment-networks"],
-                 ("l2sp-strong-airnet", 100): ["prior.weight=0.01", "epochs=80", "optim.lr=2e-3"],
+                 ("l2sp-strong-airnet", 100): ["prior.weight=0.01", "epochs=80", "optim.lr=2e-3",
+                                               "prior.bank=airnet-cifar100-autoaugment-networks"],
                  ("finetune-strong-airnet", 50): ["epochs=160"]}
     for name, candidate in pool.items():
         for size in (10, 50, 100):
