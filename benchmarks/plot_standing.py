@@ -32,7 +32,7 @@ ROWS = {
     "the bank's best, chosen on the pool": {
         10: ("study-l2sp-aa-10-results.csv", "l2sp-strong-airnet"),
         50: ("study-l2sp-aa-50-results.csv", "l2sp-strong-airnet"),
-        100: ("study-l2sp-lr2e-3-100-results.csv", "l2sp-strong-airnet")},
+        100: ("study-l2sp-aa-100-results.csv", "l2sp-strong-airnet")},
 }
 # Gauthier et al. 2022 (README of github bentherien/parametricScatteringNetworks): mean ± std over splits.
 PUBLISHED = {
