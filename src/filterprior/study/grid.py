@@ -146,7 +146,8 @@ def cell_hash(cfg: TrainConfig, legacy: bool = False) -> str:
     a resume with another --workers would redo every cell. `test` (whether the run reads the test set at
     its end) changes nothing trained: a --hide-test study trains without the read, and the study run
     without the flag reads it from the finished cell's weights (train.testset) instead of retraining.
-    The bank's content counts because the config names only its path (or nothing, for the bundled one): a rebuilt bank must redo its cells.
+    The bank's content counts because the config names only its path (or nothing, for the bundled one):
+    a rebuilt bank must redo its cells.
     `legacy`: built on the legacy config hash, as cells recorded before the hash skipped defaults were.
     """
     from filterprior.banks.bank import bank_content_hash

@@ -18,6 +18,7 @@ from filterprior.results import METRICS_FILE
 from filterprior.train.evaluate import EvalResult
 from filterprior.utils import atomic_write_text, read_json
 
+
 def write_test_outputs(test: EvalResult, classes: list[str], run_dir: Path) -> None:
     """The test set's confusion matrix as CSV and as a picture."""
     from filterprior.figures.plots import plot_confusion, write_confusion_csv
